@@ -1,0 +1,57 @@
+# EatCloud developer and CI entry points. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): setup.cfg pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade 'pip>=24'
+	$(BIN)/python -m pip install --quiet --progress-bar off -e '.[dev]' -c constraints.txt
+	@touch $(STAMP)
+
+.PHONY: install
+install: $(STAMP) ## Make .venv and install EatCloud with its test and dev tools
+
+.PHONY: stack-up
+stack-up: install ## Start the local stack (Kafka, PostgreSQL+PostGIS, Redis, Kinesis emulator)
+	$(BIN)/eatcloud stack up
+
+.PHONY: stack-down
+stack-down: install ## Stop what stack-up started
+	$(BIN)/eatcloud stack down
+
+.PHONY: stack-status
+stack-status: install ## Show each local service and whether it answers
+	$(BIN)/eatcloud stack status
+
+.PHONY: run
+run: install ## Start the stack, the worker and the API; Ctrl-C stops them
+	$(BIN)/eatcloud run
+
+.PHONY: test
+test: stack-up ## Run the whole test suite against the local stack
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: install ## ruff (lint + format check) and mypy --strict
+	$(BIN)/ruff check eatcloud tests
+	$(BIN)/ruff format --check eatcloud tests
+	$(BIN)/mypy
+
+.PHONY: constraints
+constraints: install ## Re-pin constraints.txt from the current .venv
+	{ head -n 3 constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -v '^eatcloud'; } > constraints.new
+	mv constraints.new constraints.txt
+
+.PHONY: clean
+clean: ## Remove caches (not the stack's data: see stack-down)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,49 @@
+"""Liveness and readiness probes for load balancers, Kubernetes and ``make run``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from eatcloud.api.errors import json_response, problem
+from eatcloud.probes import probe_all
+from eatcloud.settings import Settings
+
+router = APIRouter(prefix="/health", tags=["health"])
+
+
+@router.get("/live", summary="The process is up and serving requests")
+async def live() -> dict[str, str]:
+    return {"status": "live"}
+
+
+@router.get(
+    "/ready",
+    summary="Kafka, PostgreSQL, Redis and Kinesis all answer",
+    responses={503: {"description": "A dependency does not answer; the body names it"}},
+)
+async def ready(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    results = await probe_all(settings)
+    checks: dict[str, Any] = {
+        r.name: {
+            "ok": r.ok,
+            "address": r.address,
+            "detail": r.detail,
+            "seconds": round(r.seconds, 4),
+        }
+        for r in results
+    }
+    failing = [r for r in results if not r.ok]
+    if not failing:
+        return json_response({"status": "ready", "checks": checks})
+    detail = "; ".join(f"{r.name} does not answer ({r.detail})" for r in failing)
+    return problem(
+        503,
+        detail,
+        slug="dependency-unavailable",
+        unavailable=[r.name for r in failing],
+        checks=checks,
+    )

@@ -1,0 +1,163 @@
+"""The ``eatcloud`` command: the local stack, the worker, the API, and all of them at once."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from types import FrameType
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from eatcloud.errors import StackError
+from eatcloud.settings import Settings, get_settings
+
+console = Console(highlight=False)
+
+
+def say(message: str) -> None:
+    console.print(message)
+
+
+@click.group()
+def main() -> None:
+    """EatCloud: a food-delivery order platform on Kafka streams."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Probes of a service that is still starting fail by design; aiokafka logs each as an error.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+
+@main.group()
+def stack() -> None:
+    """The local development stack: Kafka, PostgreSQL + PostGIS, Redis, Kinesis emulator."""
+
+
+@stack.command("up")
+def stack_up() -> None:
+    """Install what is missing and start every service that does not answer yet."""
+    from eatcloud.stack import manager
+
+    try:
+        manager.up(get_settings(), say)
+    except StackError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _print_status(get_settings())
+
+
+@stack.command("down")
+def stack_down() -> None:
+    """Stop the services that ``stack up`` started (never one it did not start)."""
+    from eatcloud.stack import manager
+
+    manager.down(get_settings(), say)
+
+
+@stack.command("status")
+def stack_status() -> None:
+    """Show each service, its address and whether it answers; exit 1 if one does not."""
+    if not _print_status(get_settings()):
+        sys.exit(1)
+
+
+def _print_status(settings: Settings) -> bool:
+    from eatcloud.stack import manager
+
+    table = Table("service", "address", "state", "detail")
+    rows = manager.status(settings)
+    for row in rows:
+        owner = f"up, pid {row.pid}" if row.pid else "up (not started by eatcloud)"
+        state = f"[green]{owner}[/]" if row.probe.ok else "[red]down[/]"
+        table.add_row(row.probe.name, row.probe.address, state, row.probe.detail)
+    console.print(table)
+    return all(row.probe.ok for row in rows)
+
+
+def _worker_argv(settings: Settings) -> list[str]:
+    level = settings.log_level.lower().replace("warning", "warn")
+    return [
+        sys.executable, "-m", "faust", "-A", "eatcloud.app", "worker", "-l", level,
+        "--web-bind", settings.worker.web_host, "--web-port", str(settings.worker.web_port),
+    ]  # fmt: skip
+
+
+def _api_argv(settings: Settings) -> list[str]:
+    return [
+        sys.executable, "-m", "uvicorn", "--factory", "eatcloud.api.app:create_app",
+        "--host", settings.api.host, "--port", str(settings.api.port), "--no-access-log",
+    ]  # fmt: skip
+
+
+@main.command()
+def worker() -> None:
+    """Run the Faust worker (agents, tables, relay) for this node."""
+    argv = _worker_argv(get_settings())
+    os.execv(argv[0], argv)
+
+
+@main.command()
+def api() -> None:
+    """Run the HTTP API under uvicorn."""
+    argv = _api_argv(get_settings())
+    os.execv(argv[0], argv)
+
+
+@main.command()
+def run() -> None:
+    """Start the stack, the worker and the API; Ctrl-C stops everything this command started."""
+    from eatcloud.stack import manager
+
+    settings = get_settings()
+    try:
+        started = manager.up(settings, say)
+    except StackError as exc:
+        raise click.ClickException(str(exc)) from exc
+    children = {
+        "worker": subprocess.Popen(_worker_argv(settings)),
+        "api": subprocess.Popen(_api_argv(settings)),
+    }
+    stopping = False
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    _print_endpoints(settings)
+    while not stopping and all(child.poll() is None for child in children.values()):
+        time.sleep(0.5)
+    for name, child in children.items():
+        if child.poll() is None:
+            child.terminate()
+        else:
+            say(f"[red]{name} exited with {child.returncode}[/]")
+    for child in children.values():
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+    manager.down(settings, say, only=started)
+    say("stopped")
+
+
+def _print_endpoints(settings: Settings) -> None:
+    table = Table("what", "where", title="EatCloud is running (Ctrl-C stops it)")
+    api = f"http://{settings.api.host}:{settings.api.port}"
+    table.add_row("API", api)
+    table.add_row("API docs (OpenAPI)", f"{api}/docs")
+    table.add_row("readiness", f"{api}/health/ready")
+    table.add_row("worker web", f"http://{settings.worker.web_host}:{settings.worker.web_port}")
+    table.add_row("Kafka", settings.kafka.bootstrap_servers)
+    table.add_row("PostgreSQL", settings.postgres.safe_dsn())
+    table.add_row("Redis", f"{settings.redis.host}:{settings.redis.port}")
+    table.add_row("Kinesis emulator", str(settings.kinesis.endpoint_url))
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

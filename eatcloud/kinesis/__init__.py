@@ -1,0 +1,1 @@
+"""Kinesis: the analytics stream that order and stock events are forwarded to."""

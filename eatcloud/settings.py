@@ -1,0 +1,125 @@
+"""One frozen settings tree for every EatCloud process, read from ``EATCLOUD_*`` variables.
+
+Nested groups use ``__`` in variable names: ``EATCLOUD_KAFKA__BOOTSTRAP_SERVERS``,
+``EATCLOUD_POSTGRES__PORT``. Defaults point at the local stack that ``eatcloud stack up``
+starts on 127.0.0.1, so a fresh checkout runs without any configuration.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Group):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    # Short sessions make a worker ready (and a restarted worker re-joined) in seconds; the
+    # broker default of 45-60 s kept a restarted member waiting for its own ghost.
+    session_timeout_seconds: float = 6.0
+    heartbeat_interval_seconds: float = 1.0
+    rebalance_timeout_seconds: float = 20.0
+    request_timeout_seconds: float = 30.0
+    topic_partitions: int = Field(default=4, ge=1)
+    topic_replication_factor: int = Field(default=1, ge=1)
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+
+
+class WorkerSettings(_Group):
+    app_id: str = "eatcloud"
+    # Table state (RocksDB) lives here; it is a cache of the changelog topics and may be lost.
+    data_dir: Path = Path(".stack/worker")
+    store: str = "rocksdb://"
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+
+
+class PostgresSettings(_Group):
+    host: str = "127.0.0.1"
+    port: int = 5432
+    user: str = "eatcloud"
+    password: SecretStr = SecretStr("")
+    database: str = "eatcloud"
+
+    def dsn(self) -> str:
+        """The libpq URL, password included: never log it, log ``safe_dsn`` instead."""
+        secret = self.password.get_secret_value()
+        auth = f"{self.user}:{secret}" if secret else self.user
+        return f"postgresql://{auth}@{self.host}:{self.port}/{self.database}"
+
+    def safe_dsn(self) -> str:
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{self.database}"
+
+
+class RedisSettings(_Group):
+    host: str = "127.0.0.1"
+    port: int = 6379
+    db: int = 0
+    password: SecretStr = SecretStr("")
+
+    def url(self) -> str:
+        secret = self.password.get_secret_value()
+        auth = f":{secret}@" if secret else ""
+        return f"redis://{auth}{self.host}:{self.port}/{self.db}"
+
+
+class KinesisSettings(_Group):
+    # None means "the real AWS endpoint for the region"; locally it is moto's server.
+    endpoint_url: str | None = "http://127.0.0.1:4566"
+    region: str = "us-east-1"
+    stream_name: str = "eatcloud-events"
+    shard_count: int = Field(default=2, ge=1)
+    # moto accepts any credentials; in AWS leave these unset and use the default chain.
+    access_key_id: SecretStr | None = SecretStr("local-placeholder")
+    secret_access_key: SecretStr | None = SecretStr("local-placeholder")
+
+
+class ApiSettings(_Group):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # How long one readiness probe waits for each dependency before calling it down.
+    probe_timeout_seconds: float = 2.0
+
+
+class StackSettings(_Group):
+    """Where and how ``eatcloud stack`` runs the local services (development and CI only)."""
+
+    data_dir: Path = Path(".stack")
+    kafka_version: str = "3.9.1"
+    kafka_controller_port: int = 9093
+    kafka_heap_mb: int = Field(default=512, le=512)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="EATCLOUD_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+    )
+
+    env: Literal["dev", "test", "prod"] = "dev"
+    log_level: str = "INFO"
+    kafka: KafkaSettings = KafkaSettings()
+    worker: WorkerSettings = WorkerSettings()
+    postgres: PostgresSettings = PostgresSettings()
+    redis: RedisSettings = RedisSettings()
+    kinesis: KinesisSettings = KinesisSettings()
+    api: ApiSettings = ApiSettings()
+    stack: StackSettings = StackSettings()
+
+    def masked(self) -> dict[str, Any]:
+        """A dump safe for start-up logs: secrets are shown as ``**********``."""
+        return self.model_dump(mode="json")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

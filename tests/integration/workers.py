@@ -1,0 +1,67 @@
+"""Run real ``faust worker`` processes for tests: start, kill -9, stop, read their log."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class WorkerProcess:
+    """``faust -A <module> worker`` in a subprocess, its output in ``log``."""
+
+    def __init__(self, module: str, env: dict[str, str], log: Path) -> None:
+        self.module = module
+        self.env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        argv = [
+            sys.executable,
+            "-m",
+            "faust",
+            "-A",
+            self.module,
+            "worker",
+            "-l",
+            "info",
+            "--web-bind",
+            "127.0.0.1",
+            "--web-port",
+            self.env["EATCLOUD_WORKER__WEB_PORT"],
+        ]
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=ROOT,
+                start_new_session=True,
+            )
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.kill9()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def tail(self, lines: int = 40) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])

@@ -1,0 +1,51 @@
+"""The settings tree: env names, nesting, secrets masked, frozen."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from eatcloud.settings import Settings
+
+
+def test_defaults_point_at_the_local_stack_on_loopback() -> None:
+    settings = Settings()
+    assert settings.kafka.bootstrap_servers.startswith("127.0.0.1:")
+    assert settings.postgres.host == settings.redis.host == "127.0.0.1"
+    assert settings.kinesis.endpoint_url is not None
+    assert settings.kinesis.endpoint_url.startswith("http://127.0.0.1:")
+
+
+def test_nested_groups_are_read_from_double_underscore_env_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("EATCLOUD_KAFKA__TOPIC_PARTITIONS", "12")
+    monkeypatch.setenv("EATCLOUD_KAFKA__PROCESSING_GUARANTEE", "exactly_once")
+    monkeypatch.setenv("EATCLOUD_POSTGRES__PORT", "6543")
+    settings = Settings()
+    assert settings.kafka.topic_partitions == 12
+    assert settings.kafka.processing_guarantee == "exactly_once"
+    assert settings.postgres.port == 6543
+
+
+def test_a_bad_value_is_refused_with_the_setting_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EATCLOUD_KAFKA__PROCESSING_GUARANTEE", "maybe_once")
+    with pytest.raises(ValidationError, match="processing_guarantee"):
+        Settings()
+
+
+def test_secrets_never_appear_in_the_masked_dump_or_the_repr(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("EATCLOUD_POSTGRES__PASSWORD", "s3cret-value")
+    settings = Settings()
+    assert "s3cret-value" not in str(settings.masked())
+    assert "s3cret-value" not in repr(settings)
+    assert "s3cret-value" not in settings.postgres.safe_dsn()
+    assert "s3cret-value" in settings.postgres.dsn()
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings()
+    with pytest.raises(ValidationError):
+        settings.kafka.topic_partitions = 3  # type: ignore[misc]  # proving it is refused
