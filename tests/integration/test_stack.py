@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -22,7 +23,7 @@ def test_stack_up_again_starts_nothing_and_keeps_every_service(settings: Setting
 def test_stack_status_lists_every_service_as_answering() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "eatcloud.cli", "stack", "status"],
-        capture_output=True, text=True, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"},
         check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
@@ -35,7 +36,7 @@ def test_stack_status_exits_1_and_says_down_when_a_service_is_missing() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "eatcloud.cli", "stack", "status"],
         capture_output=True, text=True, check=False,
-        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "EATCLOUD_REDIS__PORT": "1"},
+        env={**os.environ, "COLUMNS": "200", "EATCLOUD_REDIS__PORT": "1"},
     )  # fmt: skip
     assert done.returncode == 1, done.stdout
     redis_line = next(line for line in done.stdout.splitlines() if "redis" in line)
