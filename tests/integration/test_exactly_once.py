@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,7 @@ import pytest
 
 from eatcloud.settings import Settings
 from tests.integration.kafka_io import collect, produce
-from tests.integration.test_table_recovery import free_port
-from tests.integration.workers import WorkerProcess
+from tests.integration.workers import totals_worker
 
 KEYS = [f"counter-{i}" for i in range(8)]
 ADDS_PER_KEY = 400
@@ -42,18 +40,10 @@ async def test_kill_9_mid_batch_leaves_no_duplicate_effect_under_exactly_once(
     tmp_path: Path, settings: Settings
 ) -> None:
     bootstrap = settings.kafka.bootstrap_servers
-    prefix = f"eos-{uuid.uuid4().hex[:10]}"
-    worker = WorkerProcess(
-        "tests.integration.apps.totals",
-        {
-            "TOTALS_PREFIX": prefix,
-            "EATCLOUD_WORKER__DATA_DIR": str(tmp_path / "worker-data"),
-            "EATCLOUD_WORKER__WEB_PORT": str(free_port()),
-            "EATCLOUD_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
-            "EATCLOUD_KAFKA__PROCESSING_GUARANTEE": "exactly_once",
-        },
-        tmp_path / "worker.log",
+    worker = totals_worker(
+        tmp_path, bootstrap, "eos", EATCLOUD_KAFKA__PROCESSING_GUARANTEE="exactly_once"
     )
+    prefix = worker.env["TOTALS_PREFIX"]
     adds = [(key, {"op": "add", "value": 1, "seq": n}) for n in range(ADDS_PER_KEY) for key in KEYS]
     total = len(adds)
     try:

@@ -7,7 +7,7 @@ import pytest
 
 from eatcloud.api.app import create_app
 from eatcloud.settings import Settings
-from tests.integration.test_table_recovery import free_port
+from tests.integration.workers import free_port
 
 
 def client_for(settings: Settings) -> httpx.AsyncClient:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,3 +67,24 @@ class WorkerProcess:
     def tail(self, lines: int = 40) -> str:
         text = self.log.read_text(errors="replace") if self.log.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def totals_worker(tmp_path: Path, bootstrap: str, kind: str, **env: str) -> WorkerProcess:
+    """A worker of ``tests.integration.apps.totals`` with its own prefix, data folder and port."""
+    return WorkerProcess(
+        "tests.integration.apps.totals",
+        {
+            "TOTALS_PREFIX": f"{kind}-{uuid.uuid4().hex[:10]}",
+            "EATCLOUD_WORKER__DATA_DIR": str(tmp_path / "worker-data"),
+            "EATCLOUD_WORKER__WEB_PORT": str(free_port()),
+            "EATCLOUD_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+            **env,
+        },
+        tmp_path / "worker.log",
+    )
