@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from eatcloud.agents import register
 from eatcloud.bootstrap import make_faust_app
 from eatcloud.settings import get_settings
 
-app = make_faust_app(get_settings())
+settings = get_settings()
+app = make_faust_app(settings)
+wiring = register(app, settings)

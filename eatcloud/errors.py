@@ -17,3 +17,12 @@ class InfrastructureError(EatCloudError):
 
 class StackError(InfrastructureError):
     """The local development stack could not be installed, started or stopped."""
+
+
+class PoisonMessage(DomainError):
+    """A message no agent can handle (undecodable, unknown type, invalid): it goes to the DLQ."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail

@@ -30,6 +30,8 @@ class KafkaSettings(_Group):
     topic_partitions: int = Field(default=4, ge=1)
     topic_replication_factor: int = Field(default=1, ge=1)
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    # Put before every topic name; tests use it to get topics of their own.
+    topic_prefix: str = ""
 
 
 class WorkerSettings(_Group):
@@ -39,6 +41,32 @@ class WorkerSettings(_Group):
     store: str = "rocksdb://"
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+
+
+class SagaSettings(_Group):
+    """Deadlines of the order saga and the stock reservations (seconds)."""
+
+    step_timeout_seconds: float = Field(default=10.0, gt=0)
+    # A participant step is sent this many times before the saga gives up and compensates.
+    step_attempts: int = Field(default=3, ge=1)
+    accept_timeout_seconds: float = Field(default=600.0, gt=0)
+    compensation_retry_seconds: float = Field(default=10.0, gt=0)
+    reservation_ttl_seconds: float = Field(default=600.0, gt=0)
+    # How often the timers look for passed deadlines and expired reservations.
+    timer_interval_seconds: float = Field(default=1.0, gt=0)
+
+
+class PaymentSettings(_Group):
+    """The simulated payment gateway (the only gateway so far)."""
+
+    gateway: Literal["simulated"] = "simulated"
+    latency_ms: float = Field(default=0.0, ge=0)
+    # Deterministic declines, so tests and demos pick outcomes: an amount whose last two
+    # digits are this value is declined as "card_declined"; above the limit, "over_limit".
+    decline_cents: int = Field(default=13, ge=0, le=99)
+    limit: int = Field(default=10_000_000, ge=0)
+    # Every gateway call is appended here (JSON lines) when set: an audit trail for tests.
+    journal: Path | None = None
 
 
 class PostgresSettings(_Group):
@@ -109,6 +137,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     kafka: KafkaSettings = KafkaSettings()
     worker: WorkerSettings = WorkerSettings()
+    saga: SagaSettings = SagaSettings()
+    payment: PaymentSettings = PaymentSettings()
     postgres: PostgresSettings = PostgresSettings()
     redis: RedisSettings = RedisSettings()
     kinesis: KinesisSettings = KinesisSettings()

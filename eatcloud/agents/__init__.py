@@ -1,0 +1,55 @@
+"""The Faust agents of the order saga, registered on an app by ``register``.
+
+- ``orchestrator``: order commands and participant replies -> the sagas table
+- ``stock``: stock commands -> the stores' ledgers and reservations
+- ``payment``: payment commands -> the payment gateway and the payments table
+- ``points``: points commands -> the customers' points and holds
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eatcloud import tables
+from eatcloud.agents import orchestrator, payment, points, stock
+from eatcloud.agents.wiring import Wiring
+from eatcloud.domain.saga import SagaPolicy
+from eatcloud.payments.gateway import PaymentGateway, make_gateway
+from eatcloud.settings import Settings
+from eatcloud.streams import topics as t
+
+
+def policy_from(settings: Settings) -> SagaPolicy:
+    saga = settings.saga
+    return SagaPolicy(
+        step_timeout=saga.step_timeout_seconds,
+        step_attempts=saga.step_attempts,
+        accept_timeout=saga.accept_timeout_seconds,
+        compensation_retry=saga.compensation_retry_seconds,
+    )
+
+
+def register(app: Any, settings: Settings, gateway: PaymentGateway | None = None) -> Wiring:
+    """Declare topics and tables on ``app`` and register every agent and timer."""
+    partitions = settings.kafka.topic_partitions
+    names = t.TopicNames(settings.kafka.topic_prefix)
+    wiring = Wiring(
+        app=app,
+        settings=settings,
+        topics=t.declare(app, names, partitions),
+        tables=tables.declare(app, partitions),
+        gateway=gateway or make_gateway(settings.payment),
+        policy=policy_from(settings),
+    )
+    orchestrator.register(wiring)
+    stock.register(wiring)
+    payment.register(wiring)
+    points.register(wiring)
+
+    @app.task  # type: ignore[untyped-decorator]  # faust is untyped
+    async def declare_topics() -> None:
+        """Create every topic with our partition count, before anything is sent to one."""
+        for topic in wiring.topics.values():
+            await topic.maybe_declare()
+
+    return wiring

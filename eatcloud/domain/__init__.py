@@ -1,0 +1,1 @@
+"""Pure domain logic: the saga, the stock and points ledgers, payment states. No I/O."""

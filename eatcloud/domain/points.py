@@ -1,0 +1,88 @@
+"""The points ledger of one customer: holds per order, deductions, returns. Pure.
+
+``balance`` counts every point the customer owns, held ones included; ``held`` is the sum of
+open holds. Invariants: ``0 <= held <= balance``. Each order has one hold record, which is the
+idempotency key for every points command of that order: releasing points of an order touches
+only that order's hold (the original released all of a customer's holds).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _Value(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PointsAccount(_Value):
+    balance: int = 0
+    held: int = 0
+
+    @property
+    def available(self) -> int:
+        return self.balance - self.held
+
+
+class HoldStatus(StrEnum):
+    RESERVED = "RESERVED"
+    REJECTED = "REJECTED"
+    DEDUCTED = "DEDUCTED"
+    RELEASED = "RELEASED"
+    RETURNED = "RETURNED"
+
+
+class Hold(_Value):
+    status: HoldStatus
+    amount: int = 0
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    account: PointsAccount
+    hold: Hold | None  # None: the hold record is unchanged
+
+
+def reserve(account: PointsAccount, hold: Hold | None, amount: int) -> Outcome:
+    if hold is not None:
+        return Outcome(account, None)
+    if amount > account.available:
+        return Outcome(account, Hold(status=HoldStatus.REJECTED, reason="insufficient_points"))
+    return Outcome(
+        account.model_copy(update={"held": account.held + amount}),
+        Hold(status=HoldStatus.RESERVED, amount=amount),
+    )
+
+
+def deduct(account: PointsAccount, hold: Hold | None) -> Outcome:
+    """Spend a held amount; only a RESERVED hold can be deducted."""
+    if hold is None or hold.status is not HoldStatus.RESERVED:
+        return Outcome(account, None)
+    spent = account.model_copy(
+        update={"held": account.held - hold.amount, "balance": account.balance - hold.amount}
+    )
+    return Outcome(spent, hold.model_copy(update={"status": HoldStatus.DEDUCTED}))
+
+
+def release(account: PointsAccount, hold: Hold | None) -> Outcome:
+    """Undo an order's points: drop a hold, or give deducted points back; else a tombstone."""
+    if hold is None:
+        return Outcome(account, Hold(status=HoldStatus.RELEASED, reason="nothing_held"))
+    if hold.status is HoldStatus.RESERVED:
+        freed = account.model_copy(update={"held": account.held - hold.amount})
+        return Outcome(freed, hold.model_copy(update={"status": HoldStatus.RELEASED}))
+    if hold.status is HoldStatus.DEDUCTED:
+        returned = account.model_copy(update={"balance": account.balance + hold.amount})
+        return Outcome(returned, hold.model_copy(update={"status": HoldStatus.RETURNED}))
+    return Outcome(account, None)
+
+
+def adjust(account: PointsAccount, delta: int) -> PointsAccount | None:
+    """Grant or remove points; None when it would leave less than what is held."""
+    if account.balance + delta < account.held:
+        return None
+    return account.model_copy(update={"balance": account.balance + delta})

@@ -1,0 +1,210 @@
+"""The stock ledger of one store: pure functions from (ledger, reservation, command) to outcome.
+
+Per menu item: ``on_hand`` (physically there, reserved units included), ``reserved`` (held
+for orders not yet paid) and ``sold``. Invariants, checked by the property tests:
+``on_hand + sold == baseline`` (initial stock plus adjustments), ``0 <= reserved <= on_hand``.
+Unlimited items keep no counts and always reserve.
+
+A reservation covers all lines of one order and is all-or-nothing. Its record (one per order)
+is the idempotency key: a repeated command finds the record and changes nothing; releasing an
+order that never reserved leaves a RELEASED tombstone so a late reserve cannot resurrect it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+from eatcloud.streams.records import StockChange, StockLine
+
+
+class _Value(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ItemStock(_Value):
+    on_hand: int = 0
+    reserved: int = 0
+    sold: int = 0
+    baseline: int = 0
+    unlimited: bool = False
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved
+
+
+class StoreStock(_Value):
+    """A store's ledger, plus the expiry of each open reservation (for the TTL sweep)."""
+
+    items: dict[str, ItemStock] = {}
+    open: dict[str, float] = {}
+
+
+class ReservationStatus(StrEnum):
+    RESERVED = "RESERVED"
+    COMMITTED = "COMMITTED"
+    RELEASED = "RELEASED"
+    REJECTED = "REJECTED"
+
+
+class Reservation(_Value):
+    status: ReservationStatus
+    lines: tuple[StockLine, ...] = ()
+    expires_at: float = 0.0
+    reason: str = ""
+    short: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LineChange:
+    menu_id: str
+    change: StockChange
+    quantity: int
+    item: ItemStock
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a command did: the new ledger and reservation (None = unchanged) and line changes."""
+
+    store: StoreStock
+    reservation: Reservation | None
+    changes: tuple[LineChange, ...] = ()
+    rejected: str = ""
+
+
+def _with_items(
+    store: StoreStock, items: dict[str, ItemStock], **open_: float | None
+) -> StoreStock:
+    opened = dict(store.open)
+    for order_id, expiry in open_.items():
+        if expiry is None:
+            opened.pop(order_id, None)
+        else:
+            opened[order_id] = expiry
+    return StoreStock(items={**store.items, **items}, open=opened)
+
+
+def reserve(
+    store: StoreStock,
+    current: Reservation | None,
+    order_id: str,
+    lines: tuple[StockLine, ...],
+    expires_at: float,
+) -> Outcome:
+    """Reserve every line or none; a repeated reserve returns the first outcome unchanged."""
+    if current is not None:
+        return Outcome(store, None)
+    short = tuple(
+        line.menu_id
+        for line in lines
+        if (item := store.items.get(line.menu_id)) is None
+        or (not item.unlimited and item.available < line.quantity)
+    )
+    if short:
+        reason = "not_stocked" if any(m not in store.items for m in short) else "out_of_stock"
+        changes = tuple(
+            LineChange(
+                line.menu_id, StockChange.INSUFFICIENT, line.quantity, store.items[line.menu_id]
+            )
+            for m in lines
+            if m.menu_id in short and m.menu_id in store.items
+        )
+        rejected = Reservation(status=ReservationStatus.REJECTED, reason=reason, short=short)
+        return Outcome(store, rejected, changes, rejected=reason)
+    items: dict[str, ItemStock] = {}
+    changes_list = []
+    for line in lines:
+        item = store.items[line.menu_id]
+        if not item.unlimited:
+            item = item.model_copy(update={"reserved": item.reserved + line.quantity})
+        items[line.menu_id] = item
+        changes_list.append(LineChange(line.menu_id, StockChange.RESERVED, line.quantity, item))
+    reservation = Reservation(status=ReservationStatus.RESERVED, lines=lines, expires_at=expires_at)
+    return Outcome(
+        _with_items(store, items, **{order_id: expires_at}), reservation, tuple(changes_list)
+    )
+
+
+def commit(store: StoreStock, current: Reservation | None, order_id: str) -> Outcome:
+    """Turn a held reservation into sold stock; anything else is refused (or a repeat)."""
+    if current is None or current.status is not ReservationStatus.RESERVED:
+        if current is not None and current.status is ReservationStatus.COMMITTED:
+            return Outcome(store, None)
+        reason = (
+            "reservation_expired" if current and current.reason == "expired" else ("no_reservation")
+        )
+        return Outcome(store, None, rejected=reason)
+    items: dict[str, ItemStock] = {}
+    changes = []
+    for line in current.lines:
+        item = store.items[line.menu_id]
+        if not item.unlimited:
+            item = item.model_copy(
+                update={
+                    "reserved": item.reserved - line.quantity,
+                    "on_hand": item.on_hand - line.quantity,
+                    "sold": item.sold + line.quantity,
+                }
+            )
+        items[line.menu_id] = item
+        changes.append(LineChange(line.menu_id, StockChange.COMMITTED, line.quantity, item))
+    committed = current.model_copy(update={"status": ReservationStatus.COMMITTED})
+    return Outcome(_with_items(store, items, **{order_id: None}), committed, tuple(changes))
+
+
+def release(store: StoreStock, current: Reservation | None, order_id: str, reason: str) -> Outcome:
+    """Give back what an order holds: reserved units, or sold units returned to the shelf.
+
+    Releasing nothing (never reserved, rejected, already released) changes no count; it only
+    leaves a tombstone so that a late reserve for this order is refused.
+    """
+    if current is None or current.status in (ReservationStatus.REJECTED,):
+        tombstone = Reservation(status=ReservationStatus.RELEASED, reason=reason)
+        return Outcome(store, tombstone if current is None else None)
+    if current.status is ReservationStatus.RELEASED:
+        return Outcome(store, None)
+    was_sold = current.status is ReservationStatus.COMMITTED
+    change = (
+        StockChange.RETURNED
+        if was_sold
+        else (StockChange.EXPIRED if reason == "expired" else StockChange.RELEASED)
+    )
+    items: dict[str, ItemStock] = {}
+    changes = []
+    for line in current.lines:
+        item = store.items[line.menu_id]
+        if not item.unlimited:
+            q = line.quantity
+            update = (
+                {"sold": item.sold - q, "on_hand": item.on_hand + q}
+                if was_sold
+                else {"reserved": item.reserved - q}
+            )
+            item = item.model_copy(update=update)
+        items[line.menu_id] = item
+        changes.append(LineChange(line.menu_id, change, line.quantity, item))
+    released = current.model_copy(update={"status": ReservationStatus.RELEASED, "reason": reason})
+    return Outcome(_with_items(store, items, **{order_id: None}), released, tuple(changes))
+
+
+def adjust(store: StoreStock, menu_id: str, delta: int, unlimited: bool | None) -> Outcome:
+    """A delivery or write-off; refused if it would take away reserved units."""
+    item = store.items.get(menu_id, ItemStock())
+    if unlimited is not None:
+        item = item.model_copy(update={"unlimited": unlimited})
+    if item.on_hand + delta < item.reserved:
+        return Outcome(store, None, rejected="would_remove_reserved_stock")
+    item = item.model_copy(
+        update={"on_hand": item.on_hand + delta, "baseline": item.baseline + delta}
+    )
+    change = LineChange(menu_id, StockChange.ADJUSTED, delta, item)
+    return Outcome(_with_items(store, {menu_id: item}), None, (change,))
+
+
+def expired(store: StoreStock, now: float) -> list[str]:
+    """The orders whose reservation TTL has passed, oldest first."""
+    return sorted((o for o, at in store.open.items() if at <= now), key=store.open.__getitem__)

@@ -1,0 +1,1 @@
+"""Payment gateways: the ``PaymentGateway`` port and its adapters."""

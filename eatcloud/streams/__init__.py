@@ -1,0 +1,1 @@
+"""Records (commands, replies, events), their codec, and the topic declarations."""

@@ -1,0 +1,411 @@
+"""The records that travel on our topics: commands, replies and events (JSON, versioned).
+
+Every record carries the envelope ``event_id`` / ``occurred_at`` / ``schema_version`` and a
+``type`` that names it. Commands are imperative (``ReserveStock``), replies are named for their
+outcome (``StockRejected``), events are in the past tense (``OrderPaid``). Records are
+immutable; a change of meaning gets a new record, never a renamed one. Amounts are integers in
+the currency's minor unit (won, cents), so no float ever touches money.
+
+This module is pure data (pydantic only, no Faust): the domain imports it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+_IDS = uuid.UUID("5f0c1d5e-8f3b-4d8e-9a63-2b7f3c9a1e10")
+
+Id = Annotated[str, Field(min_length=1, max_length=64)]
+Quantity = Annotated[int, Field(ge=1, le=10_000)]
+Amount = Annotated[int, Field(ge=0, le=100_000_000_000)]
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def derived_id(parent: str, tag: str) -> str:
+    """A deterministic id from a parent id: replaying the same input yields the same output ids,
+    so consumers that dedupe by ``event_id`` see a re-sent output as the duplicate it is."""
+    return uuid.uuid5(_IDS, f"{parent}/{tag}").hex
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    event_id: Id = Field(default_factory=new_id)
+    occurred_at: float = Field(default_factory=time.time)
+    schema_version: int = 1
+
+
+class OrderType(StrEnum):
+    DELIVERY = "DELIVERY"
+    PICKUP = "PICKUP"
+
+
+class Actor(StrEnum):
+    CUSTOMER = "CUSTOMER"
+    STORE = "STORE"
+    ADMIN = "ADMIN"
+
+
+class OrderLine(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    menu_id: Id
+    quantity: Quantity
+    unit_price: Amount
+
+
+class StockLine(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    menu_id: Id
+    quantity: Quantity
+
+
+# --- order-commands (key: order_id) -------------------------------------------------------
+
+
+class PlaceOrder(Record):
+    type: Literal["PlaceOrder"] = "PlaceOrder"
+    order_id: Id
+    customer_id: Id
+    store_id: Id
+    lines: tuple[OrderLine, ...] = Field(min_length=1, max_length=100)
+    points: Amount = 0
+    order_type: OrderType = OrderType.DELIVERY
+
+    @model_validator(mode="after")
+    def _check(self) -> PlaceOrder:
+        menus = [line.menu_id for line in self.lines]
+        if len(set(menus)) != len(menus):
+            raise ValueError("each menu_id may appear on one line only")
+        if self.points > self.total_amount:
+            raise ValueError("points may not exceed the order total")
+        return self
+
+    @property
+    def total_amount(self) -> int:
+        return sum(line.unit_price * line.quantity for line in self.lines)
+
+    @property
+    def final_amount(self) -> int:
+        return self.total_amount - self.points
+
+    @property
+    def stock_lines(self) -> tuple[StockLine, ...]:
+        return tuple(StockLine(menu_id=ln.menu_id, quantity=ln.quantity) for ln in self.lines)
+
+
+class CancelOrder(Record):
+    type: Literal["CancelOrder"] = "CancelOrder"
+    order_id: Id
+    by: Actor
+    reason: str = Field(default="", max_length=500)
+
+
+class AcceptOrder(Record):
+    type: Literal["AcceptOrder"] = "AcceptOrder"
+    order_id: Id
+    store_id: Id
+
+
+class CompleteOrder(Record):
+    type: Literal["CompleteOrder"] = "CompleteOrder"
+    order_id: Id
+    store_id: Id
+
+
+class Timeout(Record):
+    """Sent by the saga timer when a step's deadline passed; stale ones are ignored."""
+
+    type: Literal["Timeout"] = "Timeout"
+    order_id: Id
+    step: str
+    deadline: float
+
+
+OrderCommand = Annotated[
+    PlaceOrder | CancelOrder | AcceptOrder | CompleteOrder | Timeout, Field(discriminator="type")
+]
+
+# --- participant commands -----------------------------------------------------------------
+
+
+class ReservePoints(Record):
+    type: Literal["ReservePoints"] = "ReservePoints"
+    order_id: Id
+    customer_id: Id
+    amount: Amount
+
+
+class DeductPoints(Record):
+    type: Literal["DeductPoints"] = "DeductPoints"
+    order_id: Id
+    customer_id: Id
+
+
+class ReleasePoints(Record):
+    type: Literal["ReleasePoints"] = "ReleasePoints"
+    order_id: Id
+    customer_id: Id
+
+
+class AdjustPoints(Record):
+    """Grant (positive) or take away (negative) points outside any order."""
+
+    type: Literal["AdjustPoints"] = "AdjustPoints"
+    customer_id: Id
+    delta: int
+    reason: str = Field(default="", max_length=200)
+
+
+PointsCommand = Annotated[
+    ReservePoints | DeductPoints | ReleasePoints | AdjustPoints, Field(discriminator="type")
+]
+
+
+class ReserveStock(Record):
+    type: Literal["ReserveStock"] = "ReserveStock"
+    order_id: Id
+    store_id: Id
+    lines: tuple[StockLine, ...] = Field(min_length=1, max_length=100)
+
+
+class CommitStock(Record):
+    type: Literal["CommitStock"] = "CommitStock"
+    order_id: Id
+    store_id: Id
+
+
+class ReleaseStock(Record):
+    type: Literal["ReleaseStock"] = "ReleaseStock"
+    order_id: Id
+    store_id: Id
+    reason: str = ""
+
+
+class AdjustStock(Record):
+    """The store's own stock change: a delivery (+), a write-off (-), or a switch to unlimited."""
+
+    type: Literal["AdjustStock"] = "AdjustStock"
+    store_id: Id
+    menu_id: Id
+    delta: int = Field(default=0, ge=-1_000_000, le=1_000_000)
+    unlimited: bool | None = None
+    reason: str = Field(default="", max_length=200)
+
+
+class ExpireReservations(Record):
+    """Sent by the stock timer: release this store's reservations whose TTL passed by ``now``."""
+
+    type: Literal["ExpireReservations"] = "ExpireReservations"
+    store_id: Id
+    now: float
+
+
+StockCommand = Annotated[
+    ReserveStock | CommitStock | ReleaseStock | AdjustStock | ExpireReservations,
+    Field(discriminator="type"),
+]
+
+
+class AuthorizePayment(Record):
+    type: Literal["AuthorizePayment"] = "AuthorizePayment"
+    order_id: Id
+    customer_id: Id
+    amount: Amount
+
+
+class VoidPayment(Record):
+    type: Literal["VoidPayment"] = "VoidPayment"
+    order_id: Id
+
+
+class RefundPayment(Record):
+    type: Literal["RefundPayment"] = "RefundPayment"
+    order_id: Id
+
+
+PaymentCommand = Annotated[
+    AuthorizePayment | VoidPayment | RefundPayment, Field(discriminator="type")
+]
+
+SagaCommand = Annotated[
+    ReservePoints
+    | DeductPoints
+    | ReleasePoints
+    | ReserveStock
+    | CommitStock
+    | ReleaseStock
+    | AuthorizePayment
+    | VoidPayment
+    | RefundPayment,
+    Field(discriminator="type"),
+]
+"""Every command the saga sends to a participant."""
+
+# --- saga-replies (key: order_id) ---------------------------------------------------------
+
+
+class Reply(Record):
+    order_id: Id
+
+
+class PointsReserved(Reply):
+    type: Literal["PointsReserved"] = "PointsReserved"
+
+
+class PointsRejected(Reply):
+    type: Literal["PointsRejected"] = "PointsRejected"
+    reason: str
+
+
+class PointsDeducted(Reply):
+    type: Literal["PointsDeducted"] = "PointsDeducted"
+
+
+class PointsReleased(Reply):
+    type: Literal["PointsReleased"] = "PointsReleased"
+
+
+class StockReserved(Reply):
+    type: Literal["StockReserved"] = "StockReserved"
+
+
+class StockRejected(Reply):
+    type: Literal["StockRejected"] = "StockRejected"
+    reason: str
+    short: tuple[str, ...] = ()
+
+
+class StockCommitted(Reply):
+    type: Literal["StockCommitted"] = "StockCommitted"
+
+
+class StockCommitRejected(Reply):
+    type: Literal["StockCommitRejected"] = "StockCommitRejected"
+    reason: str
+
+
+class StockReleased(Reply):
+    type: Literal["StockReleased"] = "StockReleased"
+
+
+class PaymentAuthorized(Reply):
+    type: Literal["PaymentAuthorized"] = "PaymentAuthorized"
+    amount: Amount
+    authorization_id: Id
+
+
+class PaymentDeclined(Reply):
+    type: Literal["PaymentDeclined"] = "PaymentDeclined"
+    reason: str
+
+
+class PaymentVoided(Reply):
+    type: Literal["PaymentVoided"] = "PaymentVoided"
+
+
+class PaymentRefunded(Reply):
+    type: Literal["PaymentRefunded"] = "PaymentRefunded"
+
+
+SagaReply = Annotated[
+    PointsReserved
+    | PointsRejected
+    | PointsDeducted
+    | PointsReleased
+    | StockReserved
+    | StockRejected
+    | StockCommitted
+    | StockCommitRejected
+    | StockReleased
+    | PaymentAuthorized
+    | PaymentDeclined
+    | PaymentVoided
+    | PaymentRefunded,
+    Field(discriminator="type"),
+]
+
+# --- order-events (key: order_id): the order's event-sourced history ----------------------
+
+
+class OrderEvent(Record):
+    order_id: Id
+    customer_id: Id
+    store_id: Id
+
+
+class OrderPlaced(OrderEvent):
+    type: Literal["OrderPlaced"] = "OrderPlaced"
+    lines: tuple[OrderLine, ...]
+    points: Amount
+    total_amount: Amount
+    final_amount: Amount
+    order_type: OrderType
+
+
+class OrderPaid(OrderEvent):
+    type: Literal["OrderPaid"] = "OrderPaid"
+    amount: Amount
+    authorization_id: str | None
+
+
+class OrderAccepted(OrderEvent):
+    type: Literal["OrderAccepted"] = "OrderAccepted"
+
+
+class OrderCompleted(OrderEvent):
+    type: Literal["OrderCompleted"] = "OrderCompleted"
+
+
+class OrderCancelled(OrderEvent):
+    type: Literal["OrderCancelled"] = "OrderCancelled"
+    reason: str
+    by: Actor | None = None
+    refunded: bool = False
+
+
+class OrderRejected(OrderEvent):
+    type: Literal["OrderRejected"] = "OrderRejected"
+    reason: str
+
+
+OrderEventRecord = Annotated[
+    OrderPlaced | OrderPaid | OrderAccepted | OrderCompleted | OrderCancelled | OrderRejected,
+    Field(discriminator="type"),
+]
+
+# --- stock-events (key: store_id): one event per ledger line change -----------------------
+
+
+class StockChange(StrEnum):
+    RESERVED = "reserved"
+    COMMITTED = "committed"
+    RELEASED = "released"
+    RETURNED = "returned"
+    EXPIRED = "expired"
+    ADJUSTED = "adjusted"
+    INSUFFICIENT = "insufficient"
+
+
+class StockLevelChanged(Record):
+    """One ledger line after a change; ``quantity`` is signed for adjustments."""
+
+    type: Literal["StockLevelChanged"] = "StockLevelChanged"
+    store_id: Id
+    menu_id: Id
+    change: StockChange
+    quantity: int
+    order_id: str | None = None
+    unlimited: bool = False
+    on_hand: int
+    reserved: int
+    sold: int

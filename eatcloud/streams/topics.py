@@ -1,0 +1,93 @@
+"""Every topic of the platform, declared once, and which topic and key each record goes to.
+
+| topic            | key         | carries                                                   |
+|------------------|-------------|-----------------------------------------------------------|
+| order-commands   | order_id    | PlaceOrder, CancelOrder, AcceptOrder, CompleteOrder, Timeout |
+| saga-replies     | order_id    | participant replies (StockReserved, PaymentDeclined, ...)  |
+| order-events     | order_id    | the order's history: OrderPlaced ... OrderCancelled        |
+| stock-commands   | store_id    | Reserve/Commit/Release/AdjustStock, ExpireReservations     |
+| stock-events     | store_id    | StockLevelChanged, one per ledger line change              |
+| payment-commands | order_id    | AuthorizePayment, VoidPayment, RefundPayment               |
+| points-commands  | customer_id | ReservePoints, DeductPoints, ReleasePoints, AdjustPoints   |
+| <input>-dlq      | as input    | poison messages, with error headers and coordinates        |
+
+``order-commands`` and ``saga-replies`` share key and partition count, so the orchestrator
+reads both into one sagas table. Values are JSON bytes (see ``codec``); keys are UTF-8 text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from eatcloud.streams import records as r
+
+ORDER_COMMANDS = "order-commands"
+SAGA_REPLIES = "saga-replies"
+ORDER_EVENTS = "order-events"
+STOCK_COMMANDS = "stock-commands"
+STOCK_EVENTS = "stock-events"
+PAYMENT_COMMANDS = "payment-commands"
+POINTS_COMMANDS = "points-commands"
+INPUTS = (ORDER_COMMANDS, SAGA_REPLIES, STOCK_COMMANDS, PAYMENT_COMMANDS, POINTS_COMMANDS)
+ALL = (*INPUTS, ORDER_EVENTS, STOCK_EVENTS)
+
+
+def dlq(topic: str) -> str:
+    return f"{topic}-dlq"
+
+
+_ROUTES: dict[type[r.Record], tuple[str, str]] = {
+    **{k: (ORDER_COMMANDS, "order_id") for k in (r.PlaceOrder, r.CancelOrder, r.AcceptOrder)},
+    **{k: (ORDER_COMMANDS, "order_id") for k in (r.CompleteOrder, r.Timeout)},
+    **{k: (POINTS_COMMANDS, "customer_id") for k in (r.ReservePoints, r.DeductPoints)},
+    **{k: (POINTS_COMMANDS, "customer_id") for k in (r.ReleasePoints, r.AdjustPoints)},
+    **{k: (STOCK_COMMANDS, "store_id") for k in (r.ReserveStock, r.CommitStock)},
+    **{k: (STOCK_COMMANDS, "store_id") for k in (r.ReleaseStock, r.AdjustStock)},
+    r.ExpireReservations: (STOCK_COMMANDS, "store_id"),
+    **{k: (PAYMENT_COMMANDS, "order_id") for k in (r.AuthorizePayment, r.VoidPayment)},
+    r.RefundPayment: (PAYMENT_COMMANDS, "order_id"),
+    r.StockLevelChanged: (STOCK_EVENTS, "store_id"),
+}
+
+
+def route(record: r.Record) -> tuple[str, str]:
+    """The (topic, key) a record is sent to, without prefix."""
+    kind = type(record)
+    if kind in _ROUTES:
+        topic, key_field = _ROUTES[kind]
+    elif isinstance(record, r.Reply):
+        topic, key_field = SAGA_REPLIES, "order_id"
+    elif isinstance(record, r.OrderEvent):
+        topic, key_field = ORDER_EVENTS, "order_id"
+    else:
+        raise TypeError(f"no topic for {kind.__name__}")
+    return topic, str(getattr(record, key_field))
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    """The real names, with the deployment's prefix (empty in production)."""
+
+    prefix: str = ""
+
+    def __call__(self, topic: str) -> str:
+        return f"{self.prefix}{topic}"
+
+    def all(self) -> list[str]:
+        return [self(t) for t in ALL] + [self(dlq(t)) for t in INPUTS]
+
+
+def declare(app: Any, names: TopicNames, partitions: int) -> dict[str, Any]:
+    """Faust topics for every name (raw bytes in and out), keyed by unprefixed name."""
+    return {
+        topic: app.topic(
+            names(topic),
+            partitions=partitions,
+            key_type=str,
+            key_serializer="raw",
+            value_serializer="raw",
+            internal=True,
+        )
+        for topic in [*ALL, *(dlq(t) for t in INPUTS)]
+    }

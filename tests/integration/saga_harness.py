@@ -1,0 +1,161 @@
+"""Run the real EatCloud worker on the real broker with topics of its own, and talk to it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from eatcloud.streams import records as r
+from eatcloud.streams import topics as t
+from eatcloud.streams.codec import encode
+from tests.integration.workers import WorkerProcess, free_port
+
+TERMINAL = {"OrderCompleted", "OrderCancelled", "OrderRejected"}
+
+
+def saga_worker(
+    tmp_path: Path, bootstrap: str, prefix: str, name: str = "worker", **env: str
+) -> WorkerProcess:
+    """A worker of ``eatcloud.app`` with its own app id, topic prefix, data folder and port."""
+    return WorkerProcess(
+        "eatcloud.app",
+        {
+            "EATCLOUD_WORKER__APP_ID": prefix.rstrip("-"),
+            "EATCLOUD_KAFKA__TOPIC_PREFIX": prefix,
+            "EATCLOUD_WORKER__DATA_DIR": str(tmp_path / f"{name}-data"),
+            "EATCLOUD_WORKER__WEB_PORT": str(free_port()),
+            "EATCLOUD_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+            **env,
+        },
+        tmp_path / f"{name}.log",
+    )
+
+
+def unique_prefix(kind: str) -> str:
+    return f"t-{kind}-{uuid.uuid4().hex[:8]}-"
+
+
+def order(
+    store: str = "store-1",
+    lines: Iterable[tuple[str, int, int]] = (("menu-1", 1, 10_000),),
+    customer: str = "customer-1",
+    points: int = 0,
+    order_id: str | None = None,
+) -> r.PlaceOrder:
+    return r.PlaceOrder(
+        order_id=order_id or f"order-{uuid.uuid4().hex[:12]}",
+        customer_id=customer,
+        store_id=store,
+        lines=tuple(r.OrderLine(menu_id=m, quantity=q, unit_price=p) for m, q, p in lines),
+        points=points,
+    )
+
+
+@dataclass
+class Bus:
+    """Sends records to the worker's topics and reads what it writes back."""
+
+    bootstrap: str
+    prefix: str
+    producer: AIOKafkaProducer | None = None
+    seen: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    consumers: dict[str, AIOKafkaConsumer] = field(default_factory=dict)
+
+    async def start(self) -> None:
+        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=2, acks="all")
+        await self.producer.start()
+
+    async def stop(self) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
+        for consumer in self.consumers.values():
+            await consumer.stop()
+
+    async def send(self, *records: r.Record, raw: bytes | None = None, topic: str = "") -> None:
+        assert self.producer is not None
+        futures = []
+        for record in records:
+            name, key = t.route(record)
+            futures.append(
+                await self.producer.send(
+                    self.prefix + name,
+                    encode(record),
+                    key=key.encode(),
+                    headers=[("event_id", record.event_id.encode())],
+                )
+            )
+        if raw is not None:
+            futures.append(await self.producer.send(self.prefix + topic, raw, key=b"poison"))
+        await asyncio.gather(*futures)
+
+    async def _poll(self, topic: str) -> list[dict[str, Any]]:
+        name = self.prefix + topic
+        consumer = self.consumers.get(name)
+        if consumer is None:
+            consumer = AIOKafkaConsumer(
+                name,
+                bootstrap_servers=self.bootstrap,
+                auto_offset_reset="earliest",
+                enable_auto_commit=False,
+                metadata_max_age_ms=1000,
+            )
+            await consumer.start()
+            self.consumers[name] = consumer
+        batches = await consumer.getmany(timeout_ms=300, max_records=10_000)
+        for records in batches.values():
+            for rec in records:
+                value = orjson.loads(rec.value) if rec.value and rec.value[:1] == b"{" else {}
+                value["_headers"] = {k: v.decode() for k, v in rec.headers or ()}
+                value["_raw"] = rec.value
+                self.seen[topic].append(value)
+        return self.seen[topic]
+
+    async def wait(
+        self, topic: str, until: Callable[[list[dict[str, Any]]], bool], within: float = 60
+    ) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + within
+        while True:
+            values = await self._poll(topic)
+            if until(values):
+                return values
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{topic}: condition not met within {within:.0f} s; "
+                    f"last 5 of {len(values)}: {[_brief(v) for v in values[-5:]]}"
+                )
+
+    async def history(self, order_ids: Iterable[str], within: float = 60) -> dict[str, list[str]]:
+        """Wait until each order has a terminal event; its event types, in order."""
+        wanted = set(order_ids)
+
+        def done(values: list[dict[str, Any]]) -> bool:
+            ended = {v["order_id"] for v in values if v.get("type") in TERMINAL}
+            return wanted <= ended
+
+        values = await self.wait(t.ORDER_EVENTS, done, within)
+        by_order: dict[str, list[str]] = defaultdict(list)
+        for value in values:
+            if value.get("order_id") in wanted:
+                by_order[value["order_id"]].append(value["type"])
+        return dict(by_order)
+
+    async def wait_for(self, order_id: str, event_type: str, within: float = 60) -> dict[str, Any]:
+        values = await self.wait(
+            t.ORDER_EVENTS,
+            lambda vs: any(v.get("order_id") == order_id and v["type"] == event_type for v in vs),
+            within,
+        )
+        return next(v for v in values if v.get("order_id") == order_id and v["type"] == event_type)
+
+
+def _brief(value: dict[str, Any]) -> str:
+    return f"{value.get('type')}({value.get('order_id') or value.get('menu_id')})"
