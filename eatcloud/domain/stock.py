@@ -107,9 +107,7 @@ def reserve(
     if short:
         reason = "not_stocked" if any(m not in store.items for m in short) else "out_of_stock"
         changes = tuple(
-            LineChange(
-                line.menu_id, StockChange.INSUFFICIENT, line.quantity, store.items[line.menu_id]
-            )
+            LineChange(m.menu_id, StockChange.INSUFFICIENT, m.quantity, store.items[m.menu_id])
             for m in lines
             if m.menu_id in short and m.menu_id in store.items
         )

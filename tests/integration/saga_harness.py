@@ -113,7 +113,11 @@ class Bus:
         batches = await consumer.getmany(timeout_ms=300, max_records=10_000)
         for records in batches.values():
             for rec in records:
-                value = orjson.loads(rec.value) if rec.value and rec.value[:1] == b"{" else {}
+                try:
+                    value = orjson.loads(rec.value or b"null")
+                except orjson.JSONDecodeError:
+                    value = None
+                value = value if isinstance(value, dict) else {}
                 value["_headers"] = {k: v.decode() for k, v in rec.headers or ()}
                 value["_raw"] = rec.value
                 self.seen[topic].append(value)
@@ -147,6 +151,32 @@ class Bus:
             if value.get("order_id") in wanted:
                 by_order[value["order_id"]].append(value["type"])
         return dict(by_order)
+
+    async def outcomes(
+        self, order_ids: Iterable[str], ends: set[str], within: float = 60
+    ) -> dict[str, dict[str, Any]]:
+        """Wait until each order has one of the ``ends`` events; that event per order."""
+        wanted = set(order_ids)
+
+        def reached(values: list[dict[str, Any]]) -> bool:
+            return wanted <= {v["order_id"] for v in values if v.get("type") in ends}
+
+        values = await self.wait(t.ORDER_EVENTS, reached, within)
+        found: dict[str, dict[str, Any]] = {}
+        for value in values:
+            if value.get("type") in ends and value.get("order_id") in wanted:
+                found.setdefault(value["order_id"], value)
+        return found
+
+    async def ledger(self, store_id: str, menu_id: str, within: float = 30) -> dict[str, Any]:
+        """The item's ledger as the stock agent holds it now (read back through a 0 adjust)."""
+        probe = r.AdjustStock(store_id=store_id, menu_id=menu_id, delta=0, reason="probe")
+        await self.send(probe)
+        answer = r.derived_id(probe.event_id, "line/0")
+        values = await self.wait(
+            t.STOCK_EVENTS, lambda vs: any(v.get("event_id") == answer for v in vs), within
+        )
+        return next(v for v in values if v.get("event_id") == answer)
 
     async def wait_for(self, order_id: str, event_type: str, within: float = 60) -> dict[str, Any]:
         values = await self.wait(
