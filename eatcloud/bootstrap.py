@@ -6,11 +6,15 @@ functions with their own settings (unique app ids, topics and data folders).
 
 from __future__ import annotations
 
+import logging
+import shutil
 from typing import Any
 
 import faust
 
 from eatcloud.settings import Settings
+
+logger = logging.getLogger("eatcloud.bootstrap")
 
 
 def make_faust_app(settings: Settings, **overrides: Any) -> faust.App:
@@ -38,7 +42,39 @@ def make_faust_app(settings: Settings, **overrides: Any) -> faust.App:
     options.update(overrides)
     app = faust.App(options.pop("id", worker.app_id), **options)
     _keep_buffered_events_when_flow_resumes(app)
+    _rebuild_tables_after_a_crash(app)
     return app
+
+
+def _rebuild_tables_after_a_crash(app: faust.App) -> None:
+    """After an unclean stop, drop the local table state so it is rebuilt from the changelogs.
+
+    RocksDB is a cache of the changelog topics. After ``kill -9`` it can hold writes that never
+    reached Kafka, and Faust then replays only the changelog after its last persisted offset
+    over them: keys touched since then go back, others stay ahead, and the state is no longer
+    that of any prefix of the messages. The changelog itself is such a prefix (per partition),
+    so a worker that did not stop cleanly starts from it. A marker file in the app's folder
+    tells the two apart: written when the worker starts, removed when it stops cleanly.
+    """
+    start, shutdown = app.on_first_start, app.on_shutdown
+
+    async def on_first_start() -> None:
+        marker = app.conf.appdir / "RUNNING"
+        if marker.exists():
+            logger.warning(
+                "the last run did not stop cleanly: rebuilding tables from their changelogs"
+            )
+            shutil.rmtree(app.conf.tabledir, ignore_errors=True)
+        app.conf.appdir.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+        await start()
+
+    async def on_shutdown() -> None:
+        await shutdown()
+        (app.conf.appdir / "RUNNING").unlink(missing_ok=True)
+
+    app.on_first_start = on_first_start  # type: ignore[method-assign]  # see docstring
+    app.on_shutdown = on_shutdown  # type: ignore[method-assign]  # see docstring
 
 
 def _keep_buffered_events_when_flow_resumes(app: faust.App) -> None:

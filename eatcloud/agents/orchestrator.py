@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from eatcloud.agents.wiring import Wiring, guard_timer
 from eatcloud.domain.saga import SagaState, Step, decide
@@ -20,8 +22,11 @@ from eatcloud.streams.codec import Decoder
 
 log = logging.getLogger("eatcloud.agents.orchestrator")
 
+# One discriminated union over both topics' records: as a plain union of the two, pydantic
+# tried each in turn and reported the first one's tag mismatch, so an invalid reply went to
+# the DLQ as "unknown_type".
 INBOX: Decoder[r.PlaceOrder | r.CancelOrder | r.AcceptOrder | r.CompleteOrder | r.Timeout] = (
-    Decoder(r.OrderCommand | r.SagaReply)
+    Decoder(Annotated[r.OrderCommand | r.SagaReply, Field(discriminator="type")])
 )
 
 

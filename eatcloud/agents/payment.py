@@ -21,7 +21,10 @@ COMMANDS: Decoder[Any] = Decoder(r.PaymentCommand)
 
 def reply_for(command: Any, payment: Payment) -> r.Reply:
     """The answer a command gets, given the order's payment record after it."""
-    ids = {"event_id": r.derived_id(command.event_id, "reply"), "order_id": command.order_id}
+    ids: dict[str, Any] = {
+        "event_id": r.derived_id(command.event_id, "reply"),
+        "order_id": command.order_id,
+    }
     if isinstance(command, r.AuthorizePayment):
         if payment.status is PaymentStatus.DECLINED or payment.authorization_id is None:
             return r.PaymentDeclined(**ids, reason=payment.reason or "declined")

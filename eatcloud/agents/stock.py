@@ -3,7 +3,8 @@
 Reads ``stock-commands`` (keyed by store_id), applies the pure ledger functions, writes the
 store's ledger and the order's reservation record, answers the saga on ``saga-replies`` and
 appends one ``StockLevelChanged`` per touched line to ``stock-events``. A repeated command
-finds the reservation record unchanged and answers again with the same reply.
+finds the reservation record unchanged and answers again with the same reply; a repeated
+adjustment is recognised by its event_id and skipped.
 
 A timer sends ``ExpireReservations`` for stores holding reservations past their TTL.
 """
@@ -20,7 +21,7 @@ from eatcloud.domain.stock import Reservation, ReservationStatus, StoreStock
 from eatcloud.streams import records as r
 from eatcloud.streams import topics as t
 from eatcloud.streams.codec import Decoder
-from eatcloud.tables import scoped
+from eatcloud.tables import StockEntry
 
 log = logging.getLogger("eatcloud.agents.stock")
 
@@ -31,16 +32,21 @@ def _reply(command: Any, reservation: Reservation | None, rejected: str) -> r.Re
     """The saga's answer to a command, from the outcome or the (unchanged) record."""
     if not isinstance(command, r.ReserveStock | r.CommitStock | r.ReleaseStock):
         return None
-    ids = {"event_id": r.derived_id(command.event_id, "reply"), "order_id": command.order_id}
+    ids: dict[str, Any] = {
+        "event_id": r.derived_id(command.event_id, "reply"),
+        "order_id": command.order_id,
+    }
     if isinstance(command, r.ReserveStock):
         assert reservation is not None
         if reservation.status is ReservationStatus.REJECTED:
             return r.StockRejected(**ids, reason=reservation.reason, short=reservation.short)
+        if reservation.status is ReservationStatus.RELEASED and not reservation.lines:
+            return r.StockRejected(**ids, reason="cancelled_before_reserved")  # a tombstone
         return r.StockReserved(**ids)
     if isinstance(command, r.CommitStock):
-        return (
-            r.StockCommitRejected(**ids, reason=rejected) if rejected else r.StockCommitted(**ids)
-        )
+        if rejected:
+            return r.StockCommitRejected(**ids, reason=rejected)
+        return r.StockCommitted(**ids)
     return r.StockReleased(**ids)
 
 
@@ -57,30 +63,45 @@ def apply(store: StoreStock, record: Reservation | None, command: Any, ttl: floa
 
 
 def register(wiring: Wiring) -> None:
-    app, tables = wiring.app, wiring.tables
+    app, stores = wiring.app, wiring.tables.stock
     ttl = wiring.settings.saga.reservation_ttl_seconds
 
     async def handle(event: Any, command: Any) -> None:
-        store = tables.stock.get(command.store_id) or StoreStock()
+        entry = stores.load(command.store_id)
         if isinstance(command, r.ExpireReservations):
-            await _expire(event, command, store)
+            await _expire(event, command, entry)
             return
-        key = scoped(command.store_id, command.order_id) if hasattr(command, "order_id") else ""
-        record = tables.reservations.get(key) if key else None
-        outcome = apply(store, record, command, ttl)
-        await _record(event, command, store, outcome)
-        if outcome.rejected and isinstance(command, r.AdjustStock):
-            log.warning("store %s: adjust refused: %s", command.store_id, outcome.rejected)
+        if isinstance(command, r.AdjustStock):
+            await _adjust(event, command, entry)
+            return
+        record = stores.record(command.store_id, entry, command.order_id)
+        outcome = apply(entry.ledger, record, command, ttl)
+        await _record(event, command, entry, outcome)
         reply = _reply(command, outcome.reservation or record, outcome.rejected)
         if reply is not None:
             await wiring.send(reply, event)
 
-    async def _record(event: Any, command: Any, before: StoreStock, outcome: stock.Outcome) -> None:
-        if outcome.store is not before:
-            tables.stock.put(command.store_id, outcome.store)
-        if outcome.reservation is not None:
-            tables.reservations.put(scoped(command.store_id, command.order_id), outcome.reservation)
+    async def _adjust(event: Any, command: r.AdjustStock, entry: StockEntry) -> None:
+        if entry.seen(command.event_id):
+            log.info("store %s: adjustment %s already applied", command.store_id, command.event_id)
+            return
+        outcome = apply(entry.ledger, None, command, ttl)
+        if outcome.rejected:
+            log.warning("store %s: adjust refused: %s", command.store_id, outcome.rejected)
+        entry = entry.model_copy(update={"recent": entry.remembering(command.event_id)})
+        await _record(event, command, entry, outcome)
+
+    async def _record(
+        event: Any, command: Any, entry: StockEntry, outcome: stock.Outcome
+    ) -> StockEntry:
         order_id = getattr(command, "order_id", None)
+        if (
+            outcome.store is not entry.ledger
+            or outcome.reservation is not None
+            or (isinstance(command, r.AdjustStock))
+        ):
+            entry = entry.model_copy(update={"ledger": outcome.store})
+            entry = stores.save(command.store_id, entry, order_id, outcome.reservation)
         for n, change in enumerate(outcome.changes):
             await wiring.send(
                 r.StockLevelChanged(
@@ -97,19 +118,19 @@ def register(wiring: Wiring) -> None:
                 ),
                 event,
             )
+        return entry
 
-    async def _expire(event: Any, command: r.ExpireReservations, store: StoreStock) -> None:
-        for order_id in stock.expired(store, command.now):
-            key = scoped(command.store_id, order_id)
+    async def _expire(event: Any, command: r.ExpireReservations, entry: StockEntry) -> None:
+        for order_id in stock.expired(entry.ledger, command.now):
             release = r.ReleaseStock(
                 event_id=r.derived_id(command.event_id, order_id),
                 order_id=order_id,
                 store_id=command.store_id,
                 reason="expired",
             )
-            outcome = stock.release(store, tables.reservations.get(key), order_id, "expired")
-            await _record(event, release, store, outcome)
-            store = outcome.store
+            record = stores.record(command.store_id, entry, order_id)
+            outcome = stock.release(entry.ledger, record, order_id, "expired")
+            entry = await _record(event, release, entry, outcome)
             log.info("store %s: reservation of order %s expired", command.store_id, order_id)
 
     @app.agent(wiring.topics[t.STOCK_COMMANDS], name="stock")  # type: ignore[untyped-decorator]
@@ -125,11 +146,11 @@ def register(wiring: Wiring) -> None:
         if app.rebalancing or not app.tables.recovery.completed.is_set():
             return
         now = time.time()
-        for store_id, store in tables.stock.items():
-            if stock.expired(store, now) and now - last_sent.get(store_id, 0.0) > ttl / 10:
+        for store_id, entry in stores.entries.items():
+            due = stock.expired(entry.ledger, now)
+            if due and now - last_sent.get(store_id, 0.0) > ttl / 10:
                 last_sent[store_id] = now
                 await wiring.send(r.ExpireReservations(store_id=store_id, now=now))
 
-    app.timer(wiring.settings.saga.timer_interval_seconds)(
-        guard_timer("reservation_expiry", reservation_expiry)
-    )
+    every = wiring.settings.saga.timer_interval_seconds
+    app.timer(every)(guard_timer("reservation_expiry", reservation_expiry))

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -140,15 +141,15 @@ class _Out:
     commands: list[r.Record] = field(default_factory=list)
     events: list[r.OrderEvent] = field(default_factory=list)
 
-    def _envelope(self) -> dict[str, object]:
+    def _envelope(self) -> dict[str, Any]:
         n = len(self.commands) + len(self.events)
         return {"event_id": r.derived_id(self.source, str(n)), "occurred_at": self.now}
 
-    def command(self, kind: type[r.Record], **fields: object) -> None:
+    def command(self, kind: type[r.Record], **fields: Any) -> None:
         self.commands.append(kind(**self._envelope(), **fields))
 
-    def event(self, kind: type[r.OrderEvent], order: r.PlaceOrder, **fields: object) -> None:
-        ids = {"order_id": order.order_id, "customer_id": order.customer_id}
+    def event(self, kind: type[r.OrderEvent], order: r.PlaceOrder, **fields: Any) -> None:
+        ids: dict[str, Any] = {"order_id": order.order_id, "customer_id": order.customer_id}
         self.events.append(kind(**self._envelope(), **ids, store_id=order.store_id, **fields))
 
     def decide(self, state: SagaState) -> Decision:
