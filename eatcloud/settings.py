@@ -30,6 +30,8 @@ class KafkaSettings(_Group):
     topic_partitions: int = Field(default=4, ge=1)
     topic_replication_factor: int = Field(default=1, ge=1)
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    # Producer batching: a few ms of linger turns one request per message into one per batch.
+    producer_linger_ms: float = Field(default=5.0, ge=0)
     # Put before every topic name; tests use it to get topics of their own.
     topic_prefix: str = ""
 

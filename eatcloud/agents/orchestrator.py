@@ -8,6 +8,7 @@ only ever written here, inside the agent.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import time
 from typing import Annotated, Any
@@ -31,10 +32,15 @@ INBOX: Decoder[r.PlaceOrder | r.CancelOrder | r.AcceptOrder | r.CompleteOrder | 
 
 
 class Deadlines:
-    """Deadlines of the live sagas this worker owns: order_id -> (step, deadline)."""
+    """Deadlines of the live sagas this worker owns: a heap, checked against the latest entry.
+
+    ``due`` holds each saga's current (step, deadline); the heap may hold older entries for the
+    same saga, which are skipped when popped (lazy deletion keeps every update O(log n)).
+    """
 
     def __init__(self) -> None:
         self.due: dict[str, tuple[Step, float]] = {}
+        self.heap: list[tuple[float, str]] = []
         self.stale = True  # rebuild from the table before the next scan
 
     def track(self, order_id: str, state: SagaState) -> None:
@@ -42,17 +48,23 @@ class Deadlines:
             self.due.pop(order_id, None)
         else:
             self.due[order_id] = (state.step, state.deadline)
+            heapq.heappush(self.heap, (state.deadline, order_id))
 
     def rebuild(self, sagas: list[tuple[str, SagaState]]) -> None:
         self.due.clear()
+        self.heap.clear()
         for order_id, state in sagas:
             self.track(order_id, state)
         self.stale = False
 
     def pop_passed(self, now: float) -> list[tuple[str, Step, float]]:
-        passed = [(o, s, d) for o, (s, d) in self.due.items() if d <= now]
-        for order_id, _, _ in passed:
-            del self.due[order_id]
+        passed = []
+        while self.heap and self.heap[0][0] <= now:
+            deadline, order_id = heapq.heappop(self.heap)
+            current = self.due.get(order_id)
+            if current is not None and current[1] == deadline:
+                del self.due[order_id]
+                passed.append((order_id, current[0], deadline))
         return passed
 
 

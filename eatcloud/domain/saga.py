@@ -140,10 +140,13 @@ class _Out:
     now: float
     commands: list[r.Record] = field(default_factory=list)
     events: list[r.OrderEvent] = field(default_factory=list)
+    # An input answered a second time, in a later state (a late success), gets ids of its own:
+    # reusing its first answer's ids would give a different command the id of one already sent.
+    tag: str = ""
 
     def _envelope(self) -> dict[str, Any]:
         n = len(self.commands) + len(self.events)
-        return {"event_id": r.derived_id(self.source, str(n)), "occurred_at": self.now}
+        return {"event_id": r.derived_id(self.source, f"{self.tag}{n}"), "occurred_at": self.now}
 
     def command(self, kind: type[r.Record], **fields: Any) -> None:
         self.commands.append(kind(**self._envelope(), **fields))
@@ -379,5 +382,6 @@ def _late_success(state: SagaState, message: Message, out: _Out) -> Decision:
     participant = _OWNER[step]
     if participant in state.pending:
         return Decision(state, note=f"late {kind}: its undo is already on the way")
+    out.tag = "late/"
     _send_undo(state, participant, out)
     return out.decide(state)

@@ -56,6 +56,9 @@ class Reservation(_Value):
     expires_at: float = 0.0
     reason: str = ""
     short: tuple[str, ...] = ()
+    # Menus that were unlimited when reserved took no units from the counts, so commit and
+    # release must leave their counts alone even if the item has been limited since.
+    uncounted: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -77,14 +80,14 @@ class Outcome:
 
 
 def _with_items(
-    store: StoreStock, items: dict[str, ItemStock], **open_: float | None
+    store: StoreStock, items: dict[str, ItemStock], order_id: str = "", expiry: float | None = None
 ) -> StoreStock:
+    """The ledger with ``items`` replaced; ``order_id`` opened until ``expiry``, or closed."""
     opened = dict(store.open)
-    for order_id, expiry in open_.items():
-        if expiry is None:
-            opened.pop(order_id, None)
-        else:
-            opened[order_id] = expiry
+    if order_id and expiry is None:
+        opened.pop(order_id, None)
+    elif order_id and expiry is not None:
+        opened[order_id] = expiry
     return StoreStock(items={**store.items, **items}, open=opened)
 
 
@@ -98,11 +101,14 @@ def reserve(
     """Reserve every line or none; a repeated reserve returns the first outcome unchanged."""
     if current is not None:
         return Outcome(store, None)
+    need: dict[str, int] = {}  # per menu: two lines of one menu draw on the same units
+    for line in lines:
+        need[line.menu_id] = need.get(line.menu_id, 0) + line.quantity
     short = tuple(
-        line.menu_id
-        for line in lines
-        if (item := store.items.get(line.menu_id)) is None
-        or (not item.unlimited and item.available < line.quantity)
+        menu_id
+        for menu_id, quantity in need.items()
+        if (item := store.items.get(menu_id)) is None
+        or (not item.unlimited and item.available < quantity)
     )
     if short:
         reason = "not_stocked" if any(m not in store.items for m in short) else "out_of_stock"
@@ -116,14 +122,17 @@ def reserve(
     items: dict[str, ItemStock] = {}
     changes_list = []
     for line in lines:
-        item = store.items[line.menu_id]
+        item = items.get(line.menu_id, store.items[line.menu_id])
         if not item.unlimited:
             item = item.model_copy(update={"reserved": item.reserved + line.quantity})
         items[line.menu_id] = item
         changes_list.append(LineChange(line.menu_id, StockChange.RESERVED, line.quantity, item))
-    reservation = Reservation(status=ReservationStatus.RESERVED, lines=lines, expires_at=expires_at)
+    uncounted = tuple(menu_id for menu_id in need if store.items[menu_id].unlimited)
+    reservation = Reservation(
+        status=ReservationStatus.RESERVED, lines=lines, expires_at=expires_at, uncounted=uncounted
+    )
     return Outcome(
-        _with_items(store, items, **{order_id: expires_at}), reservation, tuple(changes_list)
+        _with_items(store, items, order_id, expires_at), reservation, tuple(changes_list)
     )
 
 
@@ -139,8 +148,8 @@ def commit(store: StoreStock, current: Reservation | None, order_id: str) -> Out
     items: dict[str, ItemStock] = {}
     changes = []
     for line in current.lines:
-        item = store.items[line.menu_id]
-        if not item.unlimited:
+        item = items.get(line.menu_id, store.items[line.menu_id])
+        if line.menu_id not in current.uncounted:
             item = item.model_copy(
                 update={
                     "reserved": item.reserved - line.quantity,
@@ -151,7 +160,7 @@ def commit(store: StoreStock, current: Reservation | None, order_id: str) -> Out
         items[line.menu_id] = item
         changes.append(LineChange(line.menu_id, StockChange.COMMITTED, line.quantity, item))
     committed = current.model_copy(update={"status": ReservationStatus.COMMITTED})
-    return Outcome(_with_items(store, items, **{order_id: None}), committed, tuple(changes))
+    return Outcome(_with_items(store, items, order_id), committed, tuple(changes))
 
 
 def release(store: StoreStock, current: Reservation | None, order_id: str, reason: str) -> Outcome:
@@ -174,8 +183,8 @@ def release(store: StoreStock, current: Reservation | None, order_id: str, reaso
     items: dict[str, ItemStock] = {}
     changes = []
     for line in current.lines:
-        item = store.items[line.menu_id]
-        if not item.unlimited:
+        item = items.get(line.menu_id, store.items[line.menu_id])
+        if line.menu_id not in current.uncounted:
             q = line.quantity
             update = (
                 {"sold": item.sold - q, "on_hand": item.on_hand + q}
@@ -186,7 +195,7 @@ def release(store: StoreStock, current: Reservation | None, order_id: str, reaso
         items[line.menu_id] = item
         changes.append(LineChange(line.menu_id, change, line.quantity, item))
     released = current.model_copy(update={"status": ReservationStatus.RELEASED, "reason": reason})
-    return Outcome(_with_items(store, items, **{order_id: None}), released, tuple(changes))
+    return Outcome(_with_items(store, items, order_id), released, tuple(changes))
 
 
 def adjust(store: StoreStock, menu_id: str, delta: int, unlimited: bool | None) -> Outcome:

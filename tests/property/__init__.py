@@ -1,0 +1,1 @@
+"""Hypothesis state machines over the pure domain: the saga and the ledgers."""
