@@ -6,11 +6,13 @@ appends one ``StockLevelChanged`` per touched line to ``stock-events``. A repeat
 finds the reservation record unchanged and answers again with the same reply; a repeated
 adjustment is recognised by its event_id and skipped.
 
-A timer sends ``ExpireReservations`` for stores holding reservations past their TTL.
+A timer keeps the expiry of the reservations this worker holds and sends
+``ExpireReservations`` with the orders whose TTL passed; the agent releases those still held.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import time
 from typing import Any
@@ -50,6 +52,45 @@ def _reply(command: Any, reservation: Reservation | None, rejected: str) -> r.Re
     return r.StockReleased(**ids)
 
 
+class HeldReservations:
+    """When the reservations held in this worker's partitions expire: a heap, lazily pruned.
+
+    Fed by the agent on every reservation change and rebuilt from the records after each
+    rebalance, so the stores' ledgers need not list their open reservations.
+    """
+
+    def __init__(self) -> None:
+        self.expiry: dict[tuple[str, str], float] = {}
+        self.heap: list[tuple[float, str, str]] = []
+        self.stale = True
+
+    def track(self, store_id: str, order_id: str, reservation: Reservation) -> None:
+        if reservation.status is ReservationStatus.RESERVED:
+            self.expiry[(store_id, order_id)] = reservation.expires_at
+            heapq.heappush(self.heap, (reservation.expires_at, store_id, order_id))
+        else:
+            self.expiry.pop((store_id, order_id), None)
+
+    def rebuild(self, records: list[tuple[str, Reservation]]) -> None:
+        self.expiry.clear()
+        self.heap.clear()
+        for key, reservation in records:
+            store_id, _, order_id = key.partition("/")
+            self.track(store_id, order_id, reservation)
+        self.stale = False
+
+    def due(self, now: float) -> dict[str, list[str]]:
+        """The expired reservations per store, each handed out once (a lost Expire command
+        is found again by the rebuild after a restart)."""
+        found: dict[str, list[str]] = {}
+        while self.heap and self.heap[0][0] <= now:
+            expires_at, store_id, order_id = heapq.heappop(self.heap)
+            if self.expiry.get((store_id, order_id)) == expires_at:
+                del self.expiry[(store_id, order_id)]
+                found.setdefault(store_id, []).append(order_id)
+        return found
+
+
 def apply(store: StoreStock, record: Reservation | None, command: Any, ttl: float) -> stock.Outcome:
     if isinstance(command, r.ReserveStock):
         expires = command.occurred_at + ttl
@@ -65,6 +106,7 @@ def apply(store: StoreStock, record: Reservation | None, command: Any, ttl: floa
 def register(wiring: Wiring) -> None:
     app, stores = wiring.app, wiring.tables.stock
     ttl = wiring.settings.saga.reservation_ttl_seconds
+    held = HeldReservations()
 
     async def handle(event: Any, command: Any) -> None:
         entry = stores.load(command.store_id)
@@ -102,6 +144,8 @@ def register(wiring: Wiring) -> None:
         ):
             entry = entry.model_copy(update={"ledger": outcome.store})
             entry = stores.save(command.store_id, entry, order_id, outcome.reservation)
+            if order_id is not None and outcome.reservation is not None:
+                held.track(command.store_id, order_id, outcome.reservation)
         for n, change in enumerate(outcome.changes):
             await wiring.send(
                 r.StockLevelChanged(
@@ -121,14 +165,16 @@ def register(wiring: Wiring) -> None:
         return entry
 
     async def _expire(event: Any, command: r.ExpireReservations, entry: StockEntry) -> None:
-        for order_id in stock.expired(entry.ledger, command.now):
+        for order_id in command.order_ids:
+            record = stores.record(command.store_id, entry, order_id)
+            if not stock.is_expired(record, command.now):
+                continue  # committed or released since the timer looked
             release = r.ReleaseStock(
                 event_id=r.derived_id(command.event_id, order_id),
                 order_id=order_id,
                 store_id=command.store_id,
                 reason="expired",
             )
-            record = stores.record(command.store_id, entry, order_id)
             outcome = stock.release(entry.ledger, record, order_id, "expired")
             entry = await _record(event, release, entry, outcome)
             log.info("store %s: reservation of order %s expired", command.store_id, order_id)
@@ -140,17 +186,21 @@ def register(wiring: Wiring) -> None:
             if command is not None:
                 await wiring.guarded(handle, event, command)
 
-    last_sent: dict[str, float] = {}
+    async def _on_assigned(*_: Any, **__: Any) -> None:
+        held.stale = True
+
+    app.on_partitions_assigned.connect(_on_assigned)
 
     async def reservation_expiry() -> None:
         if app.rebalancing or not app.tables.recovery.completed.is_set():
             return
+        if held.stale:
+            held.rebuild(stores.records.items())
         now = time.time()
-        for store_id, entry in stores.entries.items():
-            due = stock.expired(entry.ledger, now)
-            if due and now - last_sent.get(store_id, 0.0) > ttl / 10:
-                last_sent[store_id] = now
-                await wiring.send(r.ExpireReservations(store_id=store_id, now=now))
+        for store_id, order_ids in held.due(now).items():
+            for start in range(0, len(order_ids), 1000):
+                chunk = tuple(order_ids[start : start + 1000])
+                await wiring.send(r.ExpireReservations(store_id=store_id, now=now, order_ids=chunk))
 
     every = wiring.settings.saga.timer_interval_seconds
     app.timer(every)(guard_timer("reservation_expiry", reservation_expiry))

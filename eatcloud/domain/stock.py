@@ -37,10 +37,13 @@ class ItemStock(_Value):
 
 
 class StoreStock(_Value):
-    """A store's ledger, plus the expiry of each open reservation (for the TTL sweep)."""
+    """A store's ledger: the counts of each menu item.
+
+    Open reservations are not listed here: each has its own record (with its expiry), so the
+    ledger stays the same size however many orders are in flight.
+    """
 
     items: dict[str, ItemStock] = {}
-    open: dict[str, float] = {}
 
 
 class ReservationStatus(StrEnum):
@@ -79,16 +82,9 @@ class Outcome:
     rejected: str = ""
 
 
-def _with_items(
-    store: StoreStock, items: dict[str, ItemStock], order_id: str = "", expiry: float | None = None
-) -> StoreStock:
-    """The ledger with ``items`` replaced; ``order_id`` opened until ``expiry``, or closed."""
-    opened = dict(store.open)
-    if order_id and expiry is None:
-        opened.pop(order_id, None)
-    elif order_id and expiry is not None:
-        opened[order_id] = expiry
-    return StoreStock(items={**store.items, **items}, open=opened)
+def _with_items(store: StoreStock, items: dict[str, ItemStock]) -> StoreStock:
+    """The ledger with ``items`` replaced."""
+    return StoreStock(items={**store.items, **items})
 
 
 def reserve(
@@ -131,9 +127,7 @@ def reserve(
     reservation = Reservation(
         status=ReservationStatus.RESERVED, lines=lines, expires_at=expires_at, uncounted=uncounted
     )
-    return Outcome(
-        _with_items(store, items, order_id, expires_at), reservation, tuple(changes_list)
-    )
+    return Outcome(_with_items(store, items), reservation, tuple(changes_list))
 
 
 def commit(store: StoreStock, current: Reservation | None, order_id: str) -> Outcome:
@@ -160,7 +154,7 @@ def commit(store: StoreStock, current: Reservation | None, order_id: str) -> Out
         items[line.menu_id] = item
         changes.append(LineChange(line.menu_id, StockChange.COMMITTED, line.quantity, item))
     committed = current.model_copy(update={"status": ReservationStatus.COMMITTED})
-    return Outcome(_with_items(store, items, order_id), committed, tuple(changes))
+    return Outcome(_with_items(store, items), committed, tuple(changes))
 
 
 def release(store: StoreStock, current: Reservation | None, order_id: str, reason: str) -> Outcome:
@@ -195,7 +189,7 @@ def release(store: StoreStock, current: Reservation | None, order_id: str, reaso
         items[line.menu_id] = item
         changes.append(LineChange(line.menu_id, change, line.quantity, item))
     released = current.model_copy(update={"status": ReservationStatus.RELEASED, "reason": reason})
-    return Outcome(_with_items(store, items, order_id), released, tuple(changes))
+    return Outcome(_with_items(store, items), released, tuple(changes))
 
 
 def adjust(store: StoreStock, menu_id: str, delta: int, unlimited: bool | None) -> Outcome:
@@ -212,6 +206,10 @@ def adjust(store: StoreStock, menu_id: str, delta: int, unlimited: bool | None) 
     return Outcome(_with_items(store, {menu_id: item}), None, (change,))
 
 
-def expired(store: StoreStock, now: float) -> list[str]:
-    """The orders whose reservation TTL has passed, oldest first."""
-    return sorted((o for o, at in store.open.items() if at <= now), key=store.open.__getitem__)
+def is_expired(reservation: Reservation | None, now: float) -> bool:
+    """True for a reservation still held after its TTL: the expiry sweep releases it."""
+    return (
+        reservation is not None
+        and reservation.status is ReservationStatus.RESERVED
+        and reservation.expires_at <= now
+    )

@@ -20,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 _IDS = uuid.UUID("5f0c1d5e-8f3b-4d8e-9a63-2b7f3c9a1e10")
 
-Id = Annotated[str, Field(min_length=1, max_length=64)]
+# Ids are keys and parts of keys ("store/order"), so they hold no "/" and no whitespace.
+Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^/\s]+$")]
 Quantity = Annotated[int, Field(ge=1, le=10_000)]
 Amount = Annotated[int, Field(ge=0, le=100_000_000_000)]
 
@@ -203,11 +204,12 @@ class AdjustStock(Record):
 
 
 class ExpireReservations(Record):
-    """Sent by the stock timer: release this store's reservations whose TTL passed by ``now``."""
+    """Sent by the stock timer: release these reservations if their TTL passed by ``now``."""
 
     type: Literal["ExpireReservations"] = "ExpireReservations"
     store_id: Id
     now: float
+    order_ids: tuple[Id, ...] = Field(max_length=1000)
 
 
 StockCommand = Annotated[

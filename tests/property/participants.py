@@ -89,7 +89,10 @@ class StockParticipant:
 
     def expire(self, now: float) -> list[str]:
         """The stock timer: release every reservation whose TTL passed by ``now``."""
-        orders = stock.expired(self.store, now)
+        orders = sorted(
+            (o for o, res in self.reservations.items() if stock.is_expired(res, now)),
+            key=lambda o: self.reservations[o].expires_at,
+        )
         for order_id in orders:
             current = self.reservations.get(order_id)
             self._keep(order_id, stock.release(self.store, current, order_id, "expired"))

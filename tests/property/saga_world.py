@@ -257,11 +257,6 @@ class World:
 
             assert item.reserved == units(ReservationStatus.RESERVED), menu_id
             assert item.sold == units(ReservationStatus.COMMITTED), menu_id
-        assert set(self.stock.store.open) == {
-            o
-            for o, res in self.stock.reservations.items()
-            if res.status is ReservationStatus.RESERVED
-        }
         for customer, account in self.points.accounts.items():
             holds = [h for (c, _), h in self.points.holds.items() if c == customer]
             assert 0 <= account.held <= account.balance, customer

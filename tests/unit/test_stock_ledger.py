@@ -56,7 +56,7 @@ def test_reserves_every_line_when_all_are_available() -> None:
     assert counts(outcome.store, "burger") == (3, 2, 0)
     assert counts(outcome.store, "fries") == (5, 5, 0)
     assert outcome.store.items["fries"].available == 0
-    assert outcome.store.open == {"order-1": 9}
+    assert outcome.reservation is not None and outcome.reservation.expires_at == 9
     assert [(c.menu_id, c.change, c.quantity) for c in outcome.changes] == [
         ("burger", StockChange.RESERVED, 2),
         ("fries", StockChange.RESERVED, 5),
@@ -120,7 +120,6 @@ def test_commit_moves_reserved_units_to_sold() -> None:
     assert counts(outcome.store, "burger") == (1, 0, 2)
     assert outcome.reservation is not None
     assert outcome.reservation.status is ReservationStatus.COMMITTED
-    assert outcome.store.open == {}
     assert [c.change for c in outcome.changes] == [StockChange.COMMITTED]
     assert_balanced(outcome.store)
 
@@ -168,7 +167,6 @@ def test_release_gives_back_reserved_units() -> None:
         "cancelled",
     )
     assert [c.change for c in outcome.changes] == [StockChange.RELEASED]
-    assert outcome.store.open == {}
 
 
 def test_release_for_expiry_is_recorded_as_expired() -> None:
@@ -208,7 +206,6 @@ def test_release_of_a_never_reserved_order_leaves_a_tombstone_that_refuses_a_lat
     assert late.store is store
     assert late.reservation is None
     assert counts(late.store, "burger") == (3, 0, 0)
-    assert late.store.open == {}
 
 
 def test_release_of_a_rejected_reservation_changes_nothing() -> None:
@@ -223,7 +220,7 @@ def test_release_touches_only_its_own_order() -> None:
     store, _ = reserved(store, "order-2", burger=3)
     outcome = stock.release(store, first, "order-1", "cancelled")
     assert counts(outcome.store, "burger") == (5, 3, 0)
-    assert outcome.store.open == {"order-2": TTL_END}
+    assert outcome.reservation is not None and outcome.reservation.expires_at == TTL_END
 
 
 # --- adjust and expiry --------------------------------------------------------------------
@@ -271,20 +268,20 @@ def test_adjust_switches_an_item_to_unlimited_and_back() -> None:
     assert small.rejected == "out_of_stock"
 
 
-def test_expired_lists_the_orders_past_their_ttl_oldest_first() -> None:
-    store = shelf(burger=10)
-    for order_id, expires_at in (("late", 30.0), ("early", 10.0), ("future", 99.0)):
-        store = stock.reserve(store, None, order_id, lines(burger=1), expires_at).store
-    assert stock.expired(store, 30.0) == ["early", "late"]
-    assert stock.expired(store, 5.0) == []
+def test_a_held_reservation_is_expired_once_its_ttl_has_passed() -> None:
+    _, held = reserved(shelf(burger=10), "order-1", burger=1)
+    assert stock.is_expired(held, TTL_END)
+    assert not stock.is_expired(held, TTL_END - 1)
+    assert not stock.is_expired(None, TTL_END)
 
 
-def test_commit_and_release_take_the_order_off_the_expiry_list() -> None:
+def test_committed_and_released_reservations_never_expire() -> None:
     store, one = reserved(shelf(burger=10), "order-1", burger=1)
     store, two = reserved(store, "order-2", burger=1)
-    store = stock.commit(store, one, "order-1").store
-    store = stock.release(store, two, "order-2", "cancelled").store
-    assert stock.expired(store, TTL_END) == []
+    committed = stock.commit(store, one, "order-1").reservation
+    released = stock.release(store, two, "order-2", "cancelled").reservation
+    assert not stock.is_expired(committed, TTL_END + 100)
+    assert not stock.is_expired(released, TTL_END + 100)
 
 
 # --- edge cases that once broke the invariants --------------------------------------------
@@ -293,7 +290,7 @@ def test_commit_and_release_take_the_order_off_the_expiry_list() -> None:
 @pytest.mark.parametrize("order_id", ["store", "items"])
 def test_an_order_id_is_only_data_whatever_its_text(order_id: str) -> None:
     store, reservation = reserved(shelf(burger=3), order_id, burger=1)
-    assert store.open == {order_id: TTL_END}
+    assert reservation.expires_at == TTL_END
     committed = stock.commit(store, reservation, order_id)
     assert counts(committed.store, "burger") == (2, 0, 1)
     released = stock.release(committed.store, committed.reservation, order_id, "refund")
