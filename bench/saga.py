@@ -19,6 +19,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +39,12 @@ from eatcloud.streams.codec import encode
 ROOT = Path(__file__).resolve().parents[1]
 STORES, MENUS, HOT = 8, 12, 2
 TERMINAL = {"OrderCompleted", "OrderRejected", "OrderCancelled"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def start_workers(
@@ -65,7 +72,7 @@ def start_workers(
             "--web-bind",
             "127.0.0.1",
             "--web-port",
-            str(16066 + n),
+            str(free_port()),
         ]
         log = (data / f"worker-{n}.log").open("wb")
         procs.append(
