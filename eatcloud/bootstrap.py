@@ -11,10 +11,13 @@ import shutil
 from typing import Any
 
 import faust
+from faust.streams import current_event
+from faust.types.enums import ProcessingGuarantee
 
 from eatcloud.settings import Settings
 
 logger = logging.getLogger("eatcloud.bootstrap")
+EXACTLY_ONCE = ProcessingGuarantee.EXACTLY_ONCE
 
 
 def make_faust_app(settings: Settings, **overrides: Any) -> faust.App:
@@ -41,10 +44,88 @@ def make_faust_app(settings: Settings, **overrides: Any) -> faust.App:
         "loghandlers": [],
     }
     options.update(overrides)
+    exactly_once = ProcessingGuarantee(options["processing_guarantee"]) is EXACTLY_ONCE
+    if exactly_once:
+        # Outputs become visible (read_committed) only when their transaction commits with the
+        # offsets, so every saga hop waited for the commit timer (Faust's 2.8 s). Kafka Streams
+        # commits every 100 ms under exactly-once for the same reason.
+        options.setdefault("broker_commit_interval", 0.1)
     app = faust.App(options.pop("id", worker.app_id), **options)
     _keep_buffered_events_when_flow_resumes(app)
     _rebuild_tables_after_a_crash(app)
+    if exactly_once:
+        _send_in_the_transaction_of_the_event(app)
     return app
+
+
+def _send_in_the_transaction_of_the_event(app: faust.App) -> None:
+    """Make Faust 0.15.3's ``exactly_once`` put an event's outputs in that event's transaction.
+
+    Faust keeps one transaction per assigned source partition (``<app id>-<group>-<partition>``)
+    and commits it with that partition's offsets, but it picks the transaction of a send by
+    the partition the message goes *to*: a ``ReserveStock`` caused by a ``PlaceOrder`` on
+    order-commands[1] and sent to stock-commands[3] went into the transaction of partition 3,
+    which the offset commit of partition 1 does not commit. Workers read ``read_committed``,
+    so the saga stalled until some other input happened to arrive on partition 3; after
+    ``transaction_timeout_ms`` (60 s) the broker aborted it: ``ProducerFenced``, then
+    ``IllegalOperation('Not in the middle of a transaction')`` at the next commit, and the
+    consumer crashed. Timer sends to consumed topics were stuck the same way.
+
+    So, as Kafka Streams does per task:
+    - a send made while an agent processes an event goes into the transaction of the event's
+      source partition, the one its offset is committed with (outputs, table writes and the
+      offset commit or abort together);
+    - table changelog writes keep Faust's choice: they go to the changelog partition of the
+      source partition (same group), which is that same transaction;
+    - a send made outside of any event (our timers) has no input to be atomic with: it goes
+      out through the plain (non-transactional) producer and is visible at once; its
+      consumers dedupe by ``event_id`` (at-least-once, as under the default guarantee).
+    Before committing, the producer buffer is flushed (Faust does it only under
+    at-least-once), so the buffered changelog writes of the acked events are in the
+    transaction that commits their offsets.
+    """
+    first_start = app.on_first_start
+
+    async def on_first_start() -> None:
+        await first_start()
+        transactions = app.consumer.transactions
+        send, commit = transactions.send, transactions.commit
+
+        async def send_in_event_transaction(
+            topic: str,
+            key: bytes | None,
+            value: bytes | None,
+            partition: int | None,
+            timestamp: float | None,
+            headers: Any,
+            *,
+            transactional_id: str | None = None,
+        ) -> Any:
+            if topic in app.tables.changelog_topics:
+                return await send(topic, key, value, partition, timestamp, headers)
+            event = current_event()
+            if event is None:
+                return await app.producer.send(topic, key, value, partition, timestamp, headers)
+            source = event.message.tp
+            group = app.assignor.group_for_topic(source.topic)
+            return await app.producer.send(
+                topic,
+                key,
+                value,
+                partition,
+                timestamp,
+                headers,
+                transactional_id=f"{app.conf.id}-{group}-{source.partition}",
+            )
+
+        async def flush_then_commit(offsets: Any, start_new_transaction: bool = True) -> bool:
+            await app.producer.flush()
+            return bool(await commit(offsets, start_new_transaction=start_new_transaction))
+
+        transactions.send = send_in_event_transaction  # type: ignore[method-assign]  # see above
+        transactions.commit = flush_then_commit  # type: ignore[method-assign]  # see above
+
+    app.on_first_start = on_first_start  # type: ignore[method-assign]  # see docstring
 
 
 def _rebuild_tables_after_a_crash(app: faust.App) -> None:

@@ -69,6 +69,8 @@ class Bus:
     producer: AIOKafkaProducer | None = None
     seen: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     consumers: dict[str, AIOKafkaConsumer] = field(default_factory=dict)
+    # Under exactly_once only committed outputs count: read them as a downstream consumer would.
+    read_committed: bool = False
 
     async def start(self) -> None:
         self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=2, acks="all")
@@ -107,6 +109,7 @@ class Bus:
                 auto_offset_reset="earliest",
                 enable_auto_commit=False,
                 metadata_max_age_ms=1000,
+                isolation_level="read_committed" if self.read_committed else "read_uncommitted",
             )
             await consumer.start()
             self.consumers[name] = consumer
