@@ -41,6 +41,10 @@ run: install ## Start the stack, the worker and the API; Ctrl-C stops them
 test: stack-up ## Run the whole test suite against the local stack
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+.PHONY: bench
+bench: stack-up ## Saga benchmark (BENCH_ARGS="--orders 8000 --rate 0 --workers 1"); see docs/benchmarks.md
+	$(BIN)/python bench/saga.py $(BENCH_ARGS)
+
 .PHONY: lint
 lint: install ## ruff (lint + format check) and mypy --strict
 	$(BIN)/ruff check eatcloud tests
