@@ -8,13 +8,13 @@ only ever written here, inside the agent.
 
 from __future__ import annotations
 
-import heapq
 import logging
 import time
 from typing import Annotated, Any
 
 from pydantic import Field
 
+from eatcloud.agents.schedule import Schedule, timers_may_run
 from eatcloud.agents.wiring import Wiring, guard_timer
 from eatcloud.domain.saga import SagaState, Step, decide
 from eatcloud.streams import records as r
@@ -31,41 +31,19 @@ INBOX: Decoder[r.PlaceOrder | r.CancelOrder | r.AcceptOrder | r.CompleteOrder | 
 )
 
 
-class Deadlines:
-    """Deadlines of the live sagas this worker owns: a heap, checked against the latest entry.
-
-    ``due`` holds each saga's current (step, deadline); the heap may hold older entries for the
-    same saga, which are skipped when popped (lazy deletion keeps every update O(log n)).
-    """
-
-    def __init__(self) -> None:
-        self.due: dict[str, tuple[Step, float]] = {}
-        self.heap: list[tuple[float, str]] = []
-        self.stale = True  # rebuild from the table before the next scan
+class Deadlines(Schedule[str, Step]):
+    """Deadlines of the live sagas this worker owns: order_id -> (deadline, step)."""
 
     def track(self, order_id: str, state: SagaState) -> None:
         if state.deadline is None:
-            self.due.pop(order_id, None)
+            self.cancel(order_id)
         else:
-            self.due[order_id] = (state.step, state.deadline)
-            heapq.heappush(self.heap, (state.deadline, order_id))
+            self.set(order_id, state.deadline, state.step)
 
     def rebuild(self, sagas: list[tuple[str, SagaState]]) -> None:
-        self.due.clear()
-        self.heap.clear()
+        self.clear()
         for order_id, state in sagas:
             self.track(order_id, state)
-        self.stale = False
-
-    def pop_passed(self, now: float) -> list[tuple[str, Step, float]]:
-        passed = []
-        while self.heap and self.heap[0][0] <= now:
-            deadline, order_id = heapq.heappop(self.heap)
-            current = self.due.get(order_id)
-            if current is not None and current[1] == deadline:
-                del self.due[order_id]
-                passed.append((order_id, current[0], deadline))
-        return passed
 
 
 def register(wiring: Wiring) -> Deadlines:
@@ -97,13 +75,10 @@ def register(wiring: Wiring) -> Deadlines:
             if message is not None:
                 await wiring.guarded(handle, event, message)
 
-    async def _on_assigned(*_: Any, **__: Any) -> None:
-        deadlines.stale = True
-
-    app.on_partitions_assigned.connect(_on_assigned)
+    deadlines.watch(app)
 
     async def saga_deadlines() -> None:
-        if app.rebalancing or not app.tables.recovery.completed.is_set():
+        if not timers_may_run(app):
             return
         if deadlines.stale:
             deadlines.rebuild(tables.sagas.items())

@@ -11,29 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from eatcloud.agents.wiring import Wiring
-from eatcloud.domain.payment import Action, Payment, PaymentStatus, plan, undone
+from eatcloud.domain.payment import Action, Payment, PaymentStatus, plan, reply_for, undone
 from eatcloud.streams import records as r
 from eatcloud.streams import topics as t
 from eatcloud.streams.codec import Decoder
 
 COMMANDS: Decoder[Any] = Decoder(r.PaymentCommand)
-
-
-def reply_for(command: Any, payment: Payment) -> r.Reply:
-    """The answer a command gets, given the order's payment record after it."""
-    ids: dict[str, Any] = {
-        "event_id": r.derived_id(command.event_id, "reply"),
-        "order_id": command.order_id,
-    }
-    if isinstance(command, r.AuthorizePayment):
-        if payment.status is PaymentStatus.DECLINED or payment.authorization_id is None:
-            return r.PaymentDeclined(**ids, reason=payment.reason or "declined")
-        return r.PaymentAuthorized(
-            **ids, amount=payment.amount, authorization_id=payment.authorization_id
-        )
-    if isinstance(command, r.VoidPayment):
-        return r.PaymentVoided(**ids)
-    return r.PaymentRefunded(**ids)
 
 
 def register(wiring: Wiring) -> None:

@@ -12,7 +12,6 @@ from typing import Any
 
 from eatcloud.agents.wiring import Wiring
 from eatcloud.domain import points
-from eatcloud.domain.points import Hold, HoldStatus
 from eatcloud.streams import records as r
 from eatcloud.streams import topics as t
 from eatcloud.streams.codec import Decoder
@@ -21,22 +20,6 @@ from eatcloud.tables import PointsEntry
 log = logging.getLogger("eatcloud.agents.points")
 
 COMMANDS: Decoder[Any] = Decoder(r.PointsCommand)
-
-
-def reply_for(command: Any, hold: Hold | None) -> r.Reply:
-    ids: dict[str, Any] = {
-        "event_id": r.derived_id(command.event_id, "reply"),
-        "order_id": command.order_id,
-    }
-    if isinstance(command, r.ReservePoints):
-        if hold is None or hold.status is HoldStatus.REJECTED:
-            return r.PointsRejected(**ids, reason=hold.reason if hold else "insufficient_points")
-        if hold.status is HoldStatus.RELEASED and hold.amount == 0:  # a tombstone
-            return r.PointsRejected(**ids, reason="cancelled_before_reserved")
-        return r.PointsReserved(**ids)
-    if isinstance(command, r.DeductPoints):
-        return r.PointsDeducted(**ids)
-    return r.PointsReleased(**ids)
 
 
 def register(wiring: Wiring) -> None:
@@ -60,16 +43,11 @@ def register(wiring: Wiring) -> None:
             adjust(command, entry)
             return
         hold = accounts.record(command.customer_id, entry, command.order_id)
-        if isinstance(command, r.ReservePoints):
-            outcome = points.reserve(entry.account, hold, command.amount)
-        elif isinstance(command, r.DeductPoints):
-            outcome = points.deduct(entry.account, hold)
-        else:
-            outcome = points.release(entry.account, hold)
+        outcome = points.apply(entry.account, hold, command)
         if outcome.hold is not None or outcome.account is not entry.account:
             changed = entry.model_copy(update={"account": outcome.account})
             accounts.save(command.customer_id, changed, command.order_id, outcome.hold)
-        await wiring.send(reply_for(command, outcome.hold or hold), event)
+        await wiring.send(points.reply_for(command, outcome.hold or hold), event)
 
     @app.agent(wiring.topics[t.POINTS_COMMANDS], name="points")  # type: ignore[untyped-decorator]
     async def points_agent(stream: Any) -> None:

@@ -12,14 +12,14 @@ A timer keeps the expiry of the reservations this worker holds and sends
 
 from __future__ import annotations
 
-import heapq
 import logging
 import time
 from typing import Any
 
+from eatcloud.agents.schedule import Schedule, timers_may_run
 from eatcloud.agents.wiring import Wiring, guard_timer
 from eatcloud.domain import stock
-from eatcloud.domain.stock import Reservation, ReservationStatus, StoreStock
+from eatcloud.domain.stock import Reservation, ReservationStatus
 from eatcloud.streams import records as r
 from eatcloud.streams import topics as t
 from eatcloud.streams.codec import Decoder
@@ -30,77 +30,32 @@ log = logging.getLogger("eatcloud.agents.stock")
 COMMANDS: Decoder[Any] = Decoder(r.StockCommand)
 
 
-def _reply(command: Any, reservation: Reservation | None, rejected: str) -> r.Reply | None:
-    """The saga's answer to a command, from the outcome or the (unchanged) record."""
-    if not isinstance(command, r.ReserveStock | r.CommitStock | r.ReleaseStock):
-        return None
-    ids: dict[str, Any] = {
-        "event_id": r.derived_id(command.event_id, "reply"),
-        "order_id": command.order_id,
-    }
-    if isinstance(command, r.ReserveStock):
-        assert reservation is not None
-        if reservation.status is ReservationStatus.REJECTED:
-            return r.StockRejected(**ids, reason=reservation.reason, short=reservation.short)
-        if reservation.status is ReservationStatus.RELEASED and not reservation.lines:
-            return r.StockRejected(**ids, reason="cancelled_before_reserved")  # a tombstone
-        return r.StockReserved(**ids)
-    if isinstance(command, r.CommitStock):
-        if rejected:
-            return r.StockCommitRejected(**ids, reason=rejected)
-        return r.StockCommitted(**ids)
-    return r.StockReleased(**ids)
-
-
-class HeldReservations:
-    """When the reservations held in this worker's partitions expire: a heap, lazily pruned.
+class HeldReservations(Schedule[tuple[str, str], None]):
+    """When the reservations held in this worker's partitions expire: (store, order) -> at.
 
     Fed by the agent on every reservation change and rebuilt from the records after each
     rebalance, so the stores' ledgers need not list their open reservations.
     """
 
-    def __init__(self) -> None:
-        self.expiry: dict[tuple[str, str], float] = {}
-        self.heap: list[tuple[float, str, str]] = []
-        self.stale = True
-
     def track(self, store_id: str, order_id: str, reservation: Reservation) -> None:
         if reservation.status is ReservationStatus.RESERVED:
-            self.expiry[(store_id, order_id)] = reservation.expires_at
-            heapq.heappush(self.heap, (reservation.expires_at, store_id, order_id))
+            self.set((store_id, order_id), reservation.expires_at, None)
         else:
-            self.expiry.pop((store_id, order_id), None)
+            self.cancel((store_id, order_id))
 
     def rebuild(self, records: list[tuple[str, Reservation]]) -> None:
-        self.expiry.clear()
-        self.heap.clear()
+        self.clear()
         for key, reservation in records:
             store_id, _, order_id = key.partition("/")
             self.track(store_id, order_id, reservation)
-        self.stale = False
 
     def due(self, now: float) -> dict[str, list[str]]:
         """The expired reservations per store, each handed out once (a lost Expire command
         is found again by the rebuild after a restart)."""
         found: dict[str, list[str]] = {}
-        while self.heap and self.heap[0][0] <= now:
-            expires_at, store_id, order_id = heapq.heappop(self.heap)
-            if self.expiry.get((store_id, order_id)) == expires_at:
-                del self.expiry[(store_id, order_id)]
-                found.setdefault(store_id, []).append(order_id)
+        for (store_id, order_id), _, _ in self.pop_passed(now):
+            found.setdefault(store_id, []).append(order_id)
         return found
-
-
-def apply(store: StoreStock, record: Reservation | None, command: Any, ttl: float) -> stock.Outcome:
-    if isinstance(command, r.ReserveStock):
-        expires = command.occurred_at + ttl
-        return stock.reserve(store, record, command.order_id, command.lines, expires)
-    if isinstance(command, r.CommitStock):
-        return stock.commit(store, record, command.order_id)
-    if isinstance(command, r.ReleaseStock):
-        return stock.release(store, record, command.order_id, command.reason or "released")
-    assert isinstance(command, r.AdjustStock)
-    return stock.adjust(store, command.menu_id, command.delta, command.unlimited)
 
 
 def register(wiring: Wiring) -> None:
@@ -117,9 +72,9 @@ def register(wiring: Wiring) -> None:
             await _adjust(event, command, entry)
             return
         record = stores.record(command.store_id, entry, command.order_id)
-        outcome = apply(entry.ledger, record, command, ttl)
+        outcome = stock.apply(entry.ledger, record, command, ttl)
         await _record(event, command, entry, outcome)
-        reply = _reply(command, outcome.reservation or record, outcome.rejected)
+        reply = stock.reply_for(command, outcome.reservation or record, outcome.rejected)
         if reply is not None:
             await wiring.send(reply, event)
 
@@ -127,7 +82,7 @@ def register(wiring: Wiring) -> None:
         if entry.seen(command.event_id):
             log.info("store %s: adjustment %s already applied", command.store_id, command.event_id)
             return
-        outcome = apply(entry.ledger, None, command, ttl)
+        outcome = stock.apply(entry.ledger, None, command, ttl)
         if outcome.rejected:
             log.warning("store %s: adjust refused: %s", command.store_id, outcome.rejected)
         entry = entry.model_copy(update={"recent": entry.remembering(command.event_id)})
@@ -186,13 +141,10 @@ def register(wiring: Wiring) -> None:
             if command is not None:
                 await wiring.guarded(handle, event, command)
 
-    async def _on_assigned(*_: Any, **__: Any) -> None:
-        held.stale = True
-
-    app.on_partitions_assigned.connect(_on_assigned)
+    held.watch(app)
 
     async def reservation_expiry() -> None:
-        if app.rebalancing or not app.tables.recovery.completed.is_set():
+        if not timers_may_run(app):
             return
         if held.stale:
             held.rebuild(stores.records.items())

@@ -11,6 +11,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
+from eatcloud.streams import records as r
+
 
 class PaymentStatus(StrEnum):
     AUTHORIZED = "AUTHORIZED"
@@ -57,3 +59,19 @@ def undone(current: Payment | None, command: str) -> Payment:
     if current.status is PaymentStatus.AUTHORIZED:
         return current.model_copy(update={"status": status})
     return current
+
+
+def reply_for(
+    command: r.AuthorizePayment | r.VoidPayment | r.RefundPayment, payment: Payment
+) -> r.Reply:
+    """The saga's answer to a command, from the order's payment record after it."""
+    ids = r.reply_ids(command.event_id, command.order_id)
+    if isinstance(command, r.AuthorizePayment):
+        if payment.status is PaymentStatus.DECLINED or payment.authorization_id is None:
+            return r.PaymentDeclined(**ids, reason=payment.reason or "declined")
+        return r.PaymentAuthorized(
+            **ids, amount=payment.amount, authorization_id=payment.authorization_id
+        )
+    if isinstance(command, r.VoidPayment):
+        return r.PaymentVoided(**ids)
+    return r.PaymentRefunded(**ids)

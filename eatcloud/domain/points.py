@@ -13,6 +13,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
+from eatcloud.streams import records as r
+
 
 class _Value(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -86,3 +88,29 @@ def adjust(account: PointsAccount, delta: int) -> PointsAccount | None:
     if account.balance + delta < account.held:
         return None
     return account.model_copy(update={"balance": account.balance + delta})
+
+
+OrderPointsCommand = r.ReservePoints | r.DeductPoints | r.ReleasePoints
+
+
+def apply(account: PointsAccount, hold: Hold | None, command: OrderPointsCommand) -> Outcome:
+    """The ledger function an order's points command calls for."""
+    if isinstance(command, r.ReservePoints):
+        return reserve(account, hold, command.amount)
+    if isinstance(command, r.DeductPoints):
+        return deduct(account, hold)
+    return release(account, hold)
+
+
+def reply_for(command: OrderPointsCommand, hold: Hold | None) -> r.Reply:
+    """The saga's answer to a command, from the order's hold after it."""
+    ids = r.reply_ids(command.event_id, command.order_id)
+    if isinstance(command, r.ReservePoints):
+        if hold is None or hold.status is HoldStatus.REJECTED:
+            return r.PointsRejected(**ids, reason=hold.reason if hold else "insufficient_points")
+        if hold.status is HoldStatus.RELEASED and hold.amount == 0:  # a tombstone
+            return r.PointsRejected(**ids, reason="cancelled_before_reserved")
+        return r.PointsReserved(**ids)
+    if isinstance(command, r.DeductPoints):
+        return r.PointsDeducted(**ids)
+    return r.PointsReleased(**ids)

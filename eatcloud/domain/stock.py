@@ -17,6 +17,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
+from eatcloud.streams import records as r
 from eatcloud.streams.records import StockChange, StockLine
 
 
@@ -213,3 +214,41 @@ def is_expired(reservation: Reservation | None, now: float) -> bool:
         and reservation.status is ReservationStatus.RESERVED
         and reservation.expires_at <= now
     )
+
+
+StockCommand = r.ReserveStock | r.CommitStock | r.ReleaseStock | r.AdjustStock
+
+
+def apply(
+    store: StoreStock, current: Reservation | None, command: StockCommand, ttl: float
+) -> Outcome:
+    """The ledger function a stock command calls for (reservations expire ``ttl`` s after)."""
+    if isinstance(command, r.ReserveStock):
+        expires = command.occurred_at + ttl
+        return reserve(store, current, command.order_id, command.lines, expires)
+    if isinstance(command, r.CommitStock):
+        return commit(store, current, command.order_id)
+    if isinstance(command, r.ReleaseStock):
+        return release(store, current, command.order_id, command.reason or "released")
+    return adjust(store, command.menu_id, command.delta, command.unlimited)
+
+
+def reply_for(
+    command: StockCommand, reservation: Reservation | None, rejected: str
+) -> r.Reply | None:
+    """The saga's answer to a command, from the order's record after it (None: no answer)."""
+    if isinstance(command, r.AdjustStock):
+        return None
+    ids = r.reply_ids(command.event_id, command.order_id)
+    if isinstance(command, r.ReserveStock):
+        assert reservation is not None
+        if reservation.status is ReservationStatus.REJECTED:
+            return r.StockRejected(**ids, reason=reservation.reason, short=reservation.short)
+        if reservation.status is ReservationStatus.RELEASED and not reservation.lines:
+            return r.StockRejected(**ids, reason="cancelled_before_reserved")  # a tombstone
+        return r.StockReserved(**ids)
+    if isinstance(command, r.CommitStock):
+        if rejected:
+            return r.StockCommitRejected(**ids, reason=rejected)
+        return r.StockCommitted(**ids)
+    return r.StockReleased(**ids)

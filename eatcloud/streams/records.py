@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 import uuid
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -34,6 +34,11 @@ def derived_id(parent: str, tag: str) -> str:
     """A deterministic id from a parent id: replaying the same input yields the same output ids,
     so consumers that dedupe by ``event_id`` see a re-sent output as the duplicate it is."""
     return uuid.uuid5(_IDS, f"{parent}/{tag}").hex
+
+
+def reply_ids(command_id: str, order_id: str) -> dict[str, Any]:
+    """The envelope of a participant's reply: the same command always gets the same id."""
+    return {"event_id": derived_id(command_id, "reply"), "order_id": order_id}
 
 
 class Record(BaseModel):

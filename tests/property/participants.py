@@ -1,28 +1,23 @@
 """In-memory saga participants (points, stock, payment) built on the real domain functions.
 
-Each answers a command the way its agent in ``eatcloud/agents/`` does (kept in step by hand,
-since the agents import Faust): it reads the order's record, applies the pure domain
-function, keeps the result and replies with an id derived from the command's id, so a
-re-delivered command gets a reply with the same id. The payment gateway is a counter.
+Each answers a command the way its agent in ``eatcloud/agents/`` does, with the same domain
+functions (``apply`` and ``reply_for``): it reads the order's record, applies the command,
+keeps the result and replies with an id derived from the command's id, so a re-delivered
+command gets a reply with the same id. The payment gateway is a counter.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
 from eatcloud.domain import payment, points, stock
 from eatcloud.domain.payment import Action, Payment, PaymentStatus
-from eatcloud.domain.points import Hold, HoldStatus, PointsAccount
-from eatcloud.domain.stock import Reservation, ReservationStatus, StoreStock
+from eatcloud.domain.points import Hold, PointsAccount
+from eatcloud.domain.stock import Reservation, StoreStock
 from eatcloud.streams import records as r
 
 RESERVATION_TTL = 50.0
-
-
-def _ids(command: r.Record, order_id: str) -> dict[str, Any]:
-    return {"event_id": r.derived_id(command.event_id, "reply"), "order_id": order_id}
 
 
 @dataclass
@@ -34,26 +29,11 @@ class PointsParticipant:
         assert isinstance(command, r.ReservePoints | r.DeductPoints | r.ReleasePoints)
         key = (command.customer_id, command.order_id)
         account, hold = self.accounts[command.customer_id], self.holds.get(key)
-        if isinstance(command, r.ReservePoints):
-            outcome = points.reserve(account, hold, command.amount)
-        elif isinstance(command, r.DeductPoints):
-            outcome = points.deduct(account, hold)
-        else:
-            outcome = points.release(account, hold)
+        outcome = points.apply(account, hold, command)
         self.accounts[command.customer_id] = outcome.account
         if outcome.hold is not None:
             self.holds[key] = outcome.hold
-        after = self.holds.get(key)
-        ids = _ids(command, command.order_id)
-        if isinstance(command, r.ReservePoints):
-            if after is None or after.status is HoldStatus.REJECTED:
-                return r.PointsRejected(**ids, reason=after.reason if after else "insufficient")
-            if after.status is HoldStatus.RELEASED and after.amount == 0:  # a tombstone
-                return r.PointsRejected(**ids, reason="cancelled_before_reserved")
-            return r.PointsReserved(**ids)
-        if isinstance(command, r.DeductPoints):
-            return r.PointsDeducted(**ids)
-        return r.PointsReleased(**ids)
+        return points.reply_for(command, self.holds.get(key))
 
 
 @dataclass
@@ -64,28 +44,11 @@ class StockParticipant:
     def handle(self, command: r.Record) -> r.Reply:
         assert isinstance(command, r.ReserveStock | r.CommitStock | r.ReleaseStock)
         current = self.reservations.get(command.order_id)
-        ids = _ids(command, command.order_id)
-        if isinstance(command, r.ReserveStock):
-            expires = command.occurred_at + RESERVATION_TTL
-            outcome = stock.reserve(self.store, current, command.order_id, command.lines, expires)
-        elif isinstance(command, r.CommitStock):
-            outcome = stock.commit(self.store, current, command.order_id)
-        else:
-            reason = command.reason or "released"
-            outcome = stock.release(self.store, current, command.order_id, reason)
+        outcome = stock.apply(self.store, current, command, RESERVATION_TTL)
         self._keep(command.order_id, outcome)
-        if isinstance(command, r.ReserveStock):
-            after = self.reservations[command.order_id]
-            if after.status is ReservationStatus.REJECTED:
-                return r.StockRejected(**ids, reason=after.reason, short=after.short)
-            if after.status is ReservationStatus.RELEASED and not after.lines:  # a tombstone
-                return r.StockRejected(**ids, reason="cancelled_before_reserved")
-            return r.StockReserved(**ids)
-        if isinstance(command, r.CommitStock):
-            if outcome.rejected:
-                return r.StockCommitRejected(**ids, reason=outcome.rejected)
-            return r.StockCommitted(**ids)
-        return r.StockReleased(**ids)
+        reply = stock.reply_for(command, self.reservations.get(command.order_id), outcome.rejected)
+        assert reply is not None
+        return reply
 
     def expire(self, now: float) -> list[str]:
         """The stock timer: release every reservation whose TTL passed by ``now``."""
@@ -136,13 +99,4 @@ class PaymentParticipant:
         else:
             after = payment.undone(current, command.type)
         self.payments[command.order_id] = after
-        ids = _ids(command, command.order_id)
-        if isinstance(command, r.AuthorizePayment):
-            if after.status is PaymentStatus.DECLINED or after.authorization_id is None:
-                return r.PaymentDeclined(**ids, reason=after.reason or "declined")
-            return r.PaymentAuthorized(
-                **ids, amount=after.amount, authorization_id=after.authorization_id
-            )
-        if isinstance(command, r.VoidPayment):
-            return r.PaymentVoided(**ids)
-        return r.PaymentRefunded(**ids)
+        return payment.reply_for(command, after)
