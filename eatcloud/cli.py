@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from eatcloud.errors import StackError
+from eatcloud.postgres.migrate import Migration
 from eatcloud.settings import Settings, get_settings
 
 console = Console(highlight=False)
@@ -77,6 +78,74 @@ def _print_status(settings: Settings) -> bool:
     return all(row.probe.ok for row in rows)
 
 
+@main.group()
+def db() -> None:
+    """The PostgreSQL schema."""
+
+
+@db.command("migrate")
+def db_migrate() -> None:
+    """Apply the schema migrations that this database has not had yet."""
+    import asyncio
+
+    from eatcloud.errors import InfrastructureError
+
+    try:
+        applied = asyncio.run(_migrate(get_settings()))
+    except (InfrastructureError, OSError) as exc:
+        raise click.ClickException(f"migration failed: {exc}") from exc
+    for migration in applied:
+        say(f"applied {migration.version:04d}_{migration.name}")
+    say(f"schema is up to date ({len(applied)} applied now)")
+
+
+async def _migrate(settings: Settings) -> list[Migration]:
+    import asyncpg
+
+    from eatcloud.postgres.migrate import migrate
+
+    conn = await asyncpg.connect(dsn=settings.postgres.dsn(), timeout=10)
+    try:
+        return list(await migrate(conn))
+    finally:
+        await conn.close()
+
+
+@main.group()
+def users() -> None:
+    """Accounts that cannot sign themselves up."""
+
+
+@users.command("create-admin")
+@click.option("--email", required=True)
+@click.option("--name", default="Admin", show_default=True)
+@click.password_option()
+def users_create_admin(email: str, name: str, password: str) -> None:
+    """Create an admin account (admins are never self-service)."""
+    import asyncio
+
+    from eatcloud.errors import Conflict
+
+    try:
+        user_id = asyncio.run(_create_admin(get_settings(), email, name, password))
+    except Conflict as exc:
+        raise click.ClickException(f"an account already uses {email}") from exc
+    say(f"admin {email} created: {user_id}")
+
+
+async def _create_admin(settings: Settings, email: str, name: str, password: str) -> str:
+    from eatcloud.api.security import hash_password
+    from eatcloud.postgres import create_pool
+    from eatcloud.postgres.users import create_user
+
+    pool = await create_pool(settings.postgres, max_size=1)
+    try:
+        user = await create_user(pool, email, await hash_password(password), "ADMIN", name)
+    finally:
+        await pool.close()
+    return user.id
+
+
 def _worker_argv(settings: Settings) -> list[str]:
     level = settings.log_level.lower().replace("warning", "warn")
     return [
@@ -116,6 +185,10 @@ def run() -> None:
         started = manager.up(settings, say)
     except StackError as exc:
         raise click.ClickException(str(exc)) from exc
+    import asyncio
+
+    applied = asyncio.run(_migrate(settings))
+    say(f"schema is up to date ({len(applied)} migration(s) applied now)")
     children = {
         "worker": subprocess.Popen(_worker_argv(settings)),
         "api": subprocess.Popen(_api_argv(settings)),

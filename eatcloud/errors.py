@@ -26,3 +26,31 @@ class PoisonMessage(DomainError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class Unauthorized(DomainError):
+    """The caller is not authenticated: no token, a bad one, or a revoked session."""
+
+
+class Forbidden(DomainError):
+    """The caller is authenticated but its role may not do this."""
+
+
+class NotFound(DomainError):
+    """No such thing, or not one the caller may see (we do not tell the two apart)."""
+
+
+class Conflict(DomainError):
+    """The request clashes with the current state (a duplicate, a sold-out item, a busy lock)."""
+
+
+class Unprocessable(DomainError):
+    """The request is well-formed but breaks a business rule."""
+
+
+class RateLimited(DomainError):
+    """Too many requests; the caller may retry after ``retry_after`` seconds."""
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after

@@ -11,8 +11,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_JWT_SECRET = "dev-only-placeholder-secret-change-me-0123456789"
 
 
 class _Group(BaseModel):
@@ -118,6 +120,19 @@ class ApiSettings(_Group):
     probe_timeout_seconds: float = 2.0
 
 
+class AuthSettings(_Group):
+    """Tokens and passwords. Set ``EATCLOUD_AUTH__JWT_SECRET`` anywhere but a laptop."""
+
+    # A placeholder that only dev and test accept; prod refuses to start with it.
+    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
+    issuer: str = "eatcloud"
+    audience: str = "eatcloud-api"
+    access_ttl_seconds: int = Field(default=900, ge=30)
+    # A session (its refresh token family) lives this long without a refresh.
+    refresh_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    password_min_length: int = Field(default=8, ge=8)
+
+
 class StackSettings(_Group):
     """Where and how ``eatcloud stack`` runs the local services (development and CI only)."""
 
@@ -145,7 +160,14 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     kinesis: KinesisSettings = KinesisSettings()
     api: ApiSettings = ApiSettings()
+    auth: AuthSettings = AuthSettings()
     stack: StackSettings = StackSettings()
+
+    @model_validator(mode="after")
+    def _no_placeholder_secret_in_prod(self) -> Settings:
+        if self.env == "prod" and self.auth.jwt_secret.get_secret_value() == DEV_JWT_SECRET:
+            raise ValueError("EATCLOUD_AUTH__JWT_SECRET must be set when EATCLOUD_ENV=prod")
+        return self
 
     def masked(self) -> dict[str, Any]:
         """A dump safe for start-up logs: secrets are shown as ``**********``."""

@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
-from eatcloud.api import health
+from eatcloud.api import auth, health
 from eatcloud.api.errors import install_error_handlers
+from eatcloud.api.resources import Resources
 from eatcloud.settings import Settings, get_settings
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    await app.state.resources.close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
+        lifespan=_lifespan,
         title="EatCloud",
         version="0.1.0",
         summary="Food-delivery order platform: checkout, catalogue, orders and stores.",
     )
     app.state.settings = settings or get_settings()
+    app.state.resources = Resources(app.state.settings)
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(auth.router)
     return app

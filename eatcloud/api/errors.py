@@ -12,6 +12,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from eatcloud.errors import (
+    Conflict,
+    EatCloudError,
+    Forbidden,
+    InfrastructureError,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    Unprocessable,
+)
+
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
@@ -67,6 +78,35 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     )
 
 
+# Domain errors by class: the one place that decides their HTTP status.
+_STATUS: list[tuple[type[EatCloudError], int, str]] = [
+    (Unauthorized, 401, "unauthorized"),
+    (Forbidden, 403, "forbidden"),
+    (NotFound, 404, "not-found"),
+    (Conflict, 409, "conflict"),
+    (Unprocessable, 422, "unprocessable"),
+    (RateLimited, 429, "rate-limited"),
+    (InfrastructureError, 503, "dependency-unavailable"),
+]
+
+
+async def _eatcloud_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, EatCloudError)
+    found = next(((st, sl) for kind, st, sl in _STATUS if isinstance(exc, kind)), None)
+    if found is None:
+        return await _unexpected_error(request, exc)
+    status, slug = found
+    headers: dict[str, str] = {}
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, InfrastructureError):
+        log.warning("dependency failed on %s %s: %s", request.method, request.url.path, exc)
+        return problem(503, "A dependency is unavailable; retry later.", slug=slug)
+    return problem(status, str(exc) or None, slug=slug, headers=headers or None)
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     # The traceback goes to the log, never to the client.
     log.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -76,4 +116,5 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(EatCloudError, _eatcloud_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -1,0 +1,94 @@
+"""Sign up, log in, refresh, log out, and who am I."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Body
+from pydantic import BaseModel, ConfigDict, Field
+
+from eatcloud.api.deps import AppSettings, Auth, Caller, Pool
+from eatcloud.api.security import Role, hash_password, verify_password
+from eatcloud.errors import NotFound, Unauthorized, Unprocessable
+from eatcloud.postgres.users import create_user, user_by_email, user_by_id
+
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+
+Email = Annotated[str, Field(pattern=r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,63}$", max_length=254)]
+
+
+class _Schema(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SignupRequest(_Schema):
+    email: Email
+    password: str = Field(min_length=1, max_length=256)
+    name: str = Field(min_length=1, max_length=80)
+    # Admins are not self-service: they are created with `eatcloud users create-admin`.
+    role: Literal["CUSTOMER", "MANAGER"] = "CUSTOMER"
+
+
+class LoginRequest(_Schema):
+    email: Email
+    password: str = Field(min_length=1, max_length=256)
+
+
+class RefreshRequest(_Schema):
+    refresh_token: str = Field(min_length=1, max_length=512)
+
+
+class TokenResponse(_Schema):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+
+
+class UserPublic(_Schema):
+    id: str
+    email: str
+    name: str
+    role: Role
+
+
+@router.post("/signup", status_code=201, response_model=UserPublic, summary="Create an account")
+async def signup(body: SignupRequest, db: Pool, settings: AppSettings) -> UserPublic:
+    if len(body.password) < settings.auth.password_min_length:
+        raise Unprocessable(
+            f"the password needs at least {settings.auth.password_min_length} characters"
+        )
+    user = await create_user(db, body.email, await hash_password(body.password), body.role,
+                             body.name)  # fmt: skip
+    return UserPublic(id=user.id, email=user.email, name=user.name, role=Role(user.role))
+
+
+@router.post("/login", response_model=TokenResponse, summary="Exchange credentials for tokens")
+async def login(body: LoginRequest, db: Pool, auth: Auth) -> TokenResponse:
+    user = await user_by_email(db, body.email)
+    if not await verify_password(user.password_hash if user else None, body.password):
+        raise Unauthorized("wrong e-mail or password")
+    assert user is not None
+    pair = await auth.open_session(user.id, Role(user.role))
+    return TokenResponse(access_token=pair.access_token, refresh_token=pair.refresh_token,
+                         expires_in=pair.expires_in)  # fmt: skip
+
+
+@router.post("/refresh", response_model=TokenResponse, summary="Rotate the refresh token")
+async def refresh(body: Annotated[RefreshRequest, Body()], auth: Auth) -> TokenResponse:
+    pair = await auth.refresh(body.refresh_token)
+    return TokenResponse(access_token=pair.access_token, refresh_token=pair.refresh_token,
+                         expires_in=pair.expires_in)  # fmt: skip
+
+
+@router.post("/logout", status_code=204, summary="End this session (its tokens stop working)")
+async def logout(who: Caller, auth: Auth) -> None:
+    await auth.close_session(who)
+
+
+@router.get("/me", response_model=UserPublic, summary="The account behind the access token")
+async def me(who: Caller, db: Pool) -> UserPublic:
+    user = await user_by_id(db, who.user_id)
+    if user is None:
+        raise NotFound("the account no longer exists")
+    return UserPublic(id=user.id, email=user.email, name=user.name, role=Role(user.role))

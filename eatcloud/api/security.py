@@ -1,0 +1,164 @@
+"""Who is calling: argon2 passwords, short-lived access JWTs and refresh-token sessions in Redis.
+
+A login opens a *session*: a Redis hash ``auth:session:{sid}`` holding the user, the role and
+the hash of the session's current refresh token. Access tokens are HS256 JWTs (iss, aud, exp,
+jti) naming their session in ``sid``, and every request checks that the session still
+exists. So:
+- logout deletes the session, and its access tokens stop working at once, not at expiry;
+- a refresh rotates the refresh token (the old one is dead);
+- presenting a refresh token that was already rotated away revokes the whole session: a
+  stolen token and its legitimate twin both stop working (reuse detection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from redis.exceptions import RedisError
+
+from eatcloud.errors import InfrastructureError, Unauthorized
+from eatcloud.locks import script
+from eatcloud.settings import AuthSettings
+
+_hasher = PasswordHasher()
+_ALGORITHM = "HS256"
+
+
+class Role(StrEnum):
+    CUSTOMER = "CUSTOMER"
+    MANAGER = "MANAGER"
+    ADMIN = "ADMIN"
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: str
+    role: Role
+    session: str
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+
+async def hash_password(password: str) -> str:
+    # argon2 is deliberately slow (tens of ms of CPU): off the event loop.
+    return await asyncio.to_thread(_hasher.hash, password)
+
+
+async def verify_password(password_hash: str | None, password: str) -> bool:
+    """True when ``password`` matches; an unknown user costs the same time as a wrong password."""
+    target = password_hash or await _dummy_hash()
+    try:
+        await asyncio.to_thread(_hasher.verify, target, password)
+    except (VerificationError, InvalidHashError):
+        return False
+    return password_hash is not None
+
+
+_dummy: str | None = None
+
+
+async def _dummy_hash() -> str:
+    global _dummy
+    if _dummy is None:
+        _dummy = await hash_password(secrets.token_urlsafe(16))
+    return _dummy
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class Authenticator:
+    """Issues and checks tokens; sessions live in Redis."""
+
+    def __init__(self, settings: AuthSettings, redis: Any) -> None:
+        self.settings = settings
+        self.redis = redis
+
+    def _key(self, session: str) -> str:
+        return f"auth:session:{session}"
+
+    async def open_session(self, user_id: str, role: Role) -> TokenPair:
+        session, secret = uuid.uuid4().hex, secrets.token_urlsafe(32)
+        key = self._key(session)
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(key, mapping={"user": user_id, "role": role.value,
+                                        "refresh": _digest(secret)})  # fmt: skip
+                pipe.expire(key, self.settings.refresh_ttl_seconds)
+                await pipe.execute()
+        except RedisError as exc:
+            raise InfrastructureError(f"session store: {exc}") from exc
+        return self._pair(user_id, role, session, secret)
+
+    async def refresh(self, refresh_token: str) -> TokenPair:
+        session, _, secret = refresh_token.partition(".")
+        if not session or not secret:
+            raise Unauthorized("malformed refresh token")
+        new_secret = secrets.token_urlsafe(32)
+        try:
+            result = await script(self.redis, "rotate_refresh")(
+                keys=[self._key(session)],
+                args=[_digest(secret), _digest(new_secret), self.settings.refresh_ttl_seconds],
+            )
+        except RedisError as exc:
+            raise InfrastructureError(f"session store: {exc}") from exc
+        if result[0] == -1:
+            raise Unauthorized("refresh token reused: the session is revoked, log in again")
+        if result[0] != 1:
+            raise Unauthorized("unknown or expired session, log in again")
+        user, role = result[1].decode(), Role(result[2].decode())
+        return self._pair(user, role, session, new_secret)
+
+    async def authenticate(self, access_token: str) -> Principal:
+        try:
+            claims = jwt.decode(
+                access_token,
+                self.settings.jwt_secret.get_secret_value(),
+                algorithms=[_ALGORITHM],
+                audience=self.settings.audience,
+                issuer=self.settings.issuer,
+                options={"require": ["exp", "iat", "sub", "sid", "jti", "role"]},
+            )
+            principal = Principal(claims["sub"], Role(claims["role"]), claims["sid"])
+        except (jwt.InvalidTokenError, ValueError) as exc:
+            raise Unauthorized(f"invalid access token: {exc}") from exc
+        try:
+            alive = await self.redis.exists(self._key(principal.session))
+        except RedisError as exc:
+            raise InfrastructureError(f"session store: {exc}") from exc
+        if not alive:
+            raise Unauthorized("the session has ended (logged out or revoked)")
+        return principal
+
+    async def close_session(self, principal: Principal) -> None:
+        try:
+            await self.redis.delete(self._key(principal.session))
+        except RedisError as exc:
+            raise InfrastructureError(f"session store: {exc}") from exc
+
+    def _pair(self, user_id: str, role: Role, session: str, secret: str) -> TokenPair:
+        now = int(time.time())
+        ttl = self.settings.access_ttl_seconds
+        claims = {
+            "sub": user_id, "role": role.value, "sid": session, "jti": uuid.uuid4().hex,
+            "iat": now, "exp": now + ttl, "iss": self.settings.issuer,
+            "aud": self.settings.audience,
+        }  # fmt: skip
+        token = jwt.encode(claims, self.settings.jwt_secret.get_secret_value(), _ALGORITHM)
+        return TokenPair(token, f"{session}.{secret}", ttl)

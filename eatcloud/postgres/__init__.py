@@ -1,0 +1,36 @@
+"""PostgreSQL: the connection pool, the schema migrations and the stores built on them.
+
+The API keeps its state here (users, stores, menus, orders, reviews) and writes every command
+for the stream side into the ``outbox`` table in the same transaction. The worker's relay
+publishes the outbox; its projections write the read models (``order_view`` and friends).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import orjson
+
+from eatcloud.settings import PostgresSettings
+
+
+async def _init_connection(conn: Any) -> None:
+    # jsonb in and out as Python values, encoded by orjson (no per-call json.dumps).
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=lambda value: orjson.dumps(value).decode(),
+        decoder=orjson.loads,
+        schema="pg_catalog",
+    )
+
+
+async def create_pool(settings: PostgresSettings, *, min_size: int = 1, max_size: int = 10) -> Any:
+    """An asyncpg pool whose connections speak jsonb as Python values."""
+    return await asyncpg.create_pool(
+        dsn=settings.dsn(),
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        command_timeout=30,
+    )
