@@ -45,6 +45,9 @@ class WorkerSettings(_Group):
     store: str = "rocksdb://"
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    # The leader publishes the API's outbox (PostgreSQL) to Kafka. Off for workers that must
+    # not touch the configured database's outbox (the saga's own tests and benchmarks).
+    outbox_relay: bool = True
 
 
 class SagaSettings(_Group):

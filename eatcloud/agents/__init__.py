@@ -4,6 +4,7 @@
 - ``stock``: stock commands -> the stores' ledgers and reservations
 - ``payment``: payment commands -> the payment gateway and the payments table
 - ``points``: points commands -> the customers' points and holds
+- ``outbox_relay`` (on the leader): the API's outbox rows in PostgreSQL -> their topics
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from eatcloud import tables
-from eatcloud.agents import orchestrator, payment, points, stock
+from eatcloud.agents import orchestrator, payment, points, relay, stock
 from eatcloud.agents.wiring import Wiring
 from eatcloud.domain.saga import SagaPolicy
 from eatcloud.payments.gateway import PaymentGateway, make_gateway
@@ -45,6 +46,8 @@ def register(app: Any, settings: Settings, gateway: PaymentGateway | None = None
     stock.register(wiring)
     payment.register(wiring)
     points.register(wiring)
+    if settings.worker.outbox_relay:
+        relay.register(app, settings)
 
     @app.task  # type: ignore[untyped-decorator]  # faust is untyped
     async def declare_topics() -> None:

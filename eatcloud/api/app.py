@@ -7,8 +7,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from eatcloud.api import auth, health
+from eatcloud.api import auth, catalogue, health
 from eatcloud.api.errors import install_error_handlers
+from eatcloud.api.middleware import RequestContext
 from eatcloud.api.resources import Resources
 from eatcloud.settings import Settings, get_settings
 
@@ -29,6 +30,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings or get_settings()
     app.state.resources = Resources(app.state.settings)
     install_error_handlers(app)
+    app.add_middleware(RequestContext)
     app.include_router(health.router)
     app.include_router(auth.router)
+    app.include_router(catalogue.router)
     return app

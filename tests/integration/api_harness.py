@@ -57,3 +57,35 @@ async def running_api(settings: Settings) -> AsyncIterator[Api]:
                 yield Api(c, db, await app.state.resources.pool())
             finally:
                 await app.state.resources.close()
+
+
+async def approved_store(
+    api: Api,
+    manager: dict[str, str],
+    admin: dict[str, str],
+    *,
+    name: str = "Kimchi House",
+    lat: float = 37.5665,
+    lon: float = 126.9780,
+    category: str = "KOREAN",
+) -> dict[str, object]:
+    """A store of ``manager``, approved by ``admin`` (the category is made when missing)."""
+    made = await api.client.post(
+        "/api/v1/admin/categories",
+        json={"code": category, "name": category.title()},
+        headers=bearer(admin["access_token"]),
+    )
+    assert made.status_code in (201, 409), made.text
+    store = await api.client.post(
+        "/api/v1/stores",
+        json={"name": name, "category_code": category, "lat": lat, "lon": lon},
+        headers=bearer(manager["access_token"]),
+    )
+    assert store.status_code == 201, store.text
+    approved = await api.client.post(
+        f"/api/v1/admin/stores/{store.json()['id']}/approve",
+        headers=bearer(admin["access_token"]),
+    )
+    assert approved.status_code == 200, approved.text
+    body: dict[str, object] = approved.json()
+    return body

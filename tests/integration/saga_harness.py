@@ -34,6 +34,7 @@ def saga_worker(
             "EATCLOUD_WORKER__DATA_DIR": str(tmp_path / f"{name}-data"),
             "EATCLOUD_WORKER__WEB_PORT": str(free_port()),
             "EATCLOUD_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+            "EATCLOUD_WORKER__OUTBOX_RELAY": "false",
             **env,
         },
         tmp_path / f"{name}.log",

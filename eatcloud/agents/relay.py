@@ -1,0 +1,155 @@
+"""The outbox relay: publishes committed outbox rows to Kafka, each once, in order per aggregate.
+
+One round, in one PostgreSQL transaction:
+1. claim up to ``batch`` unpublished rows, oldest first, ``FOR UPDATE SKIP LOCKED`` (another
+   relay running at the same time claims other rows, never these);
+2. drop the rows of any aggregate that has an older unpublished row this relay did not get
+   (another relay holds it): publishing ours first would reorder that aggregate;
+3. send the rest in id order and wait for the broker's acknowledgement of every one;
+4. mark them published and commit.
+
+A broker error rolls the transaction back: the rows stay unpublished and the relay retries
+with backoff, so nothing is lost. A crash between the broker's ack and the commit publishes
+those rows again on the next round; consumers dedupe by ``event_id`` (at-least-once). The
+relay sleeps on ``LISTEN eatcloud_outbox`` and also polls, in case a notification is missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from eatcloud.postgres import create_pool
+from eatcloud.postgres.outbox import CHANNEL
+from eatcloud.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_CLAIM = """SELECT id, aggregate_id, topic, key, payload, headers FROM outbox
+            WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"""
+_OLDEST = """SELECT aggregate_id, min(id) AS first FROM outbox
+             WHERE published_at IS NULL AND aggregate_id = ANY($1::text[])
+             GROUP BY aggregate_id"""
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        pool: Any,
+        producer: AIOKafkaProducer,
+        *,
+        topic_prefix: str = "",
+        batch: int = 500,
+        poll_seconds: float = 1.0,
+        max_backoff_seconds: float = 30.0,
+    ) -> None:
+        self.pool = pool
+        self.producer = producer
+        self.topic_prefix = topic_prefix
+        self.batch = batch
+        self.poll_seconds = poll_seconds
+        self.max_backoff_seconds = max_backoff_seconds
+        self.published = 0
+        self._wake = asyncio.Event()
+
+    async def publish_once(self) -> int:
+        """One round; returns how many rows it published."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(_CLAIM, self.batch)
+            if not rows:
+                return 0
+            mine: dict[str, int] = {}
+            for row in rows:
+                mine.setdefault(row["aggregate_id"], row["id"])
+            oldest = await conn.fetch(_OLDEST, list(mine))
+            held_elsewhere = {
+                o["aggregate_id"] for o in oldest if o["first"] < mine[o["aggregate_id"]]
+            }
+            rows = [row for row in rows if row["aggregate_id"] not in held_elsewhere]
+            acks = [
+                await self.producer.send(
+                    self.topic_prefix + row["topic"],
+                    bytes(row["payload"]),
+                    key=row["key"].encode(),
+                    headers=[(k, str(v).encode()) for k, v in row["headers"].items()],
+                )
+                for row in rows
+            ]
+            await asyncio.gather(*acks)
+            await conn.execute(
+                "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
+                [row["id"] for row in rows],
+            )
+        self.published += len(rows)
+        return len(rows)
+
+    async def run(self, keep_going: Callable[[], bool] = lambda: True) -> None:
+        """Publish until ``keep_going()`` says stop; sleeps on NOTIFY or the poll interval."""
+        listener = await self.pool.acquire()
+        await listener.add_listener(CHANNEL, self._notified)
+        backoff = 0.5
+        try:
+            while keep_going():
+                self._wake.clear()  # before the round: a NOTIFY during it starts the next one
+                try:
+                    published = await self.publish_once()
+                    backoff = 0.5
+                except (TimeoutError, KafkaError, OSError) as exc:
+                    log.warning("outbox relay: publishing failed (%s); retrying in %.1f s",
+                                exc, backoff)  # fmt: skip
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, self.max_backoff_seconds)
+                    continue
+                if published < self.batch:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+        finally:
+            await listener.remove_listener(CHANNEL, self._notified)
+            await self.pool.release(listener)
+
+    def _notified(self, *args: object) -> None:
+        self._wake.set()
+
+
+def register(app: Any, settings: Settings) -> None:
+    """Run the relay in this worker while it is the group's leader (one relay per cluster)."""
+
+    @app.task  # type: ignore[untyped-decorator]  # faust is untyped
+    async def outbox_relay() -> None:
+        backoff = 1.0
+        while True:
+            if not app.is_leader():
+                await asyncio.sleep(1.0)
+                continue
+            try:
+                await _relay_while_leader(app, settings)
+                backoff = 1.0
+            except (TimeoutError, OSError, KafkaError, asyncpg.PostgresError) as exc:
+                log.warning("outbox relay stopped (%s); restarting in %.0f s", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+
+async def _relay_while_leader(app: Any, settings: Settings) -> None:
+    pool = await create_pool(settings.postgres, max_size=2)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=settings.kafka.producer_linger_ms,
+    )
+    try:
+        await producer.start()
+        relay = OutboxRelay(pool, producer, topic_prefix=settings.kafka.topic_prefix)
+        log.info("outbox relay: running (this worker is the leader)")
+        await relay.run(app.is_leader)
+    finally:
+        await producer.stop()
+        await pool.close()

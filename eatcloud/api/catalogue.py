@@ -1,0 +1,267 @@
+"""Categories, stores and menus: admins curate, managers run their own stores, all can browse."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from eatcloud.api.deps import Admin, Caller, Manager, Pool
+from eatcloud.api.security import Principal, Role
+from eatcloud.errors import NotFound
+from eatcloud.observability.context import trace_headers
+from eatcloud.postgres import catalogue as c
+from eatcloud.postgres.outbox import enqueue
+from eatcloud.streams import records as r
+
+router = APIRouter(prefix="/api/v1", tags=["catalogue"])
+
+
+class _Schema(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Out(BaseModel):
+    """Response schemas: they pick their fields out of richer rows."""
+
+
+class CategoryIn(_Schema):
+    code: str = Field(pattern=r"^[A-Z0-9_]{2,32}$", examples=["KOREAN"])
+    name: str = Field(min_length=1, max_length=80)
+
+
+class Category(CategoryIn):
+    pass
+
+
+class StoreIn(_Schema):
+    name: str = Field(min_length=1, max_length=120)
+    description: str = Field(default="", max_length=2000)
+    category_code: str = Field(pattern=r"^[A-Z0-9_]{2,32}$")
+    address: str = Field(default="", max_length=300)
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+
+
+class StoreChange(_Schema):
+    name: str | None = Field(default=None, min_length=1, max_length=120)
+    description: str | None = Field(default=None, max_length=2000)
+    address: str | None = Field(default=None, max_length=300)
+    is_open: bool | None = None
+
+
+class Store(_Out):
+    id: str
+    manager_id: str
+    name: str
+    description: str
+    category_code: str
+    address: str
+    lat: float
+    lon: float
+    status: Literal["PENDING", "APPROVED", "REJECTED", "SUSPENDED"]
+    is_open: bool
+    distance_m: float | None = None
+
+
+class StorePage(_Out):
+    items: list[Store]
+    total: int
+    page: int
+    size: int
+
+
+class MenuIn(_Schema):
+    name: str = Field(min_length=1, max_length=120)
+    description: str = Field(default="", max_length=2000)
+    price: int = Field(ge=0, le=10_000_000, description="minor units (cents)")
+    unlimited: bool = False
+    initial_stock: int = Field(default=0, ge=0, le=1_000_000)
+
+
+class MenuChange(_Schema):
+    name: str | None = Field(default=None, min_length=1, max_length=120)
+    description: str | None = Field(default=None, max_length=2000)
+    price: int | None = Field(default=None, ge=0, le=10_000_000)
+    available: bool | None = None
+
+
+class Menu(_Out):
+    id: str
+    store_id: str
+    name: str
+    description: str
+    price: int
+    unlimited: bool
+    available: bool
+
+
+class StockChangeIn(_Schema):
+    delta: int = Field(ge=-1_000_000, le=1_000_000)
+    unlimited: bool | None = None
+    reason: str = Field(default="", max_length=200)
+
+
+class Accepted(_Out):
+    command: str
+    event_id: str
+
+
+def _visible(store: dict[str, Any], who: Principal) -> dict[str, Any]:
+    """Approved stores are public; others only to their manager and to admins (else 404)."""
+    if (
+        store["status"] == "APPROVED"
+        or who.role is Role.ADMIN
+        or store["manager_id"] == who.user_id
+    ):
+        return store
+    raise NotFound("no such store")
+
+
+async def owned_store(db: Any, store_id: str, who: Principal) -> dict[str, Any]:
+    store = await c.get_store(db, store_id)
+    if store["manager_id"] != who.user_id:
+        raise NotFound("no such store")  # another manager's store: not even its existence
+    return store
+
+
+@router.get("/categories", response_model=list[Category], summary="Store categories")
+async def categories(db: Pool, who: Caller) -> list[dict[str, Any]]:
+    return await c.list_categories(db)
+
+
+@router.post("/admin/categories", status_code=201, response_model=Category)
+async def create_category(body: CategoryIn, db: Pool, who: Admin) -> dict[str, Any]:
+    return await c.create_category(db, body.code, body.name)
+
+
+@router.delete("/admin/categories/{code}", status_code=204)
+async def delete_category(code: str, db: Pool, who: Admin) -> None:
+    await c.delete_category(db, code)
+
+
+@router.post("/stores", status_code=201, response_model=Store, summary="Open a store (PENDING)")
+async def create_store(body: StoreIn, db: Pool, who: Manager) -> dict[str, Any]:
+    return await c.create_store(db, who.user_id, body.model_dump())
+
+
+@router.get("/stores/mine", response_model=list[Store], summary="The caller's stores")
+async def my_stores(db: Pool, who: Manager) -> list[dict[str, Any]]:
+    return await c.stores_of(db, who.user_id)
+
+
+@router.get("/stores/nearby", response_model=list[Store], summary="Open stores near a point")
+async def nearby(
+    db: Pool,
+    who: Caller,
+    lat: Annotated[float, Query(ge=-90, le=90)],
+    lon: Annotated[float, Query(ge=-180, le=180)],
+    radius_km: Annotated[float, Query(gt=0, le=50)] = 3.0,
+    category: Annotated[str | None, Query(pattern=r"^[A-Z0-9_]{2,32}$")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> list[dict[str, Any]]:
+    return await c.nearby(db, lat, lon, radius_km * 1000, category, limit)
+
+
+@router.get("/stores/search", response_model=StorePage, summary="Stores by keyword")
+async def search(
+    db: Pool,
+    who: Caller,
+    q: Annotated[str, Query(min_length=1, max_length=100)],
+    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+    size: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> StorePage:
+    items, total = await c.search(db, q, page, size)
+    return StorePage(items=[Store(**i) for i in items], total=total, page=page, size=size)
+
+
+@router.get("/stores/{store_id}", response_model=Store)
+async def store(store_id: str, db: Pool, who: Caller) -> dict[str, Any]:
+    return _visible(await c.get_store(db, store_id), who)
+
+
+@router.patch("/stores/{store_id}", response_model=Store, summary="Change the caller's store")
+async def change_store(store_id: str, body: StoreChange, db: Pool, who: Manager) -> dict[str, Any]:
+    await owned_store(db, store_id, who)
+    return await c.update_store(db, store_id, body.model_dump(exclude_none=True))
+
+
+@router.get("/admin/stores", response_model=list[Store])
+async def admin_stores(
+    db: Pool,
+    who: Admin,
+    status: Annotated[
+        Literal["PENDING", "APPROVED", "REJECTED", "SUSPENDED"] | None, Query()
+    ] = None,
+) -> list[dict[str, Any]]:
+    return await c.stores_by_status(db, status)
+
+
+@router.post("/admin/stores/{store_id}/{decision}", response_model=Store)
+async def decide_store(
+    store_id: str, decision: Literal["approve", "reject", "suspend"], db: Pool, who: Admin
+) -> dict[str, Any]:
+    status = {"approve": "APPROVED", "reject": "REJECTED", "suspend": "SUSPENDED"}[decision]
+    return await c.set_store_status(db, store_id, status)
+
+
+@router.get("/stores/{store_id}/menus", response_model=list[Menu])
+async def menus(store_id: str, db: Pool, who: Caller) -> list[dict[str, Any]]:
+    _visible(await c.get_store(db, store_id), who)
+    return await c.menus_of(db, store_id)
+
+
+@router.post("/stores/{store_id}/menus", status_code=201, response_model=Menu)
+async def create_menu(store_id: str, body: MenuIn, db: Pool, who: Manager) -> dict[str, Any]:
+    """Add a menu; its initial stock (or unlimited flag) goes to the stock agent."""
+    await owned_store(db, store_id, who)
+    async with db.acquire() as conn, conn.transaction():
+        menu = await c.create_menu(conn, store_id, body.model_dump())
+        if body.initial_stock or body.unlimited:
+            adjust = r.AdjustStock(
+                store_id=store_id,
+                menu_id=menu["id"],
+                delta=body.initial_stock,
+                unlimited=body.unlimited or None,
+                reason="initial stock",
+            )
+            await enqueue(conn, adjust, aggregate_type="stock", headers=trace_headers())
+    return menu
+
+
+@router.patch("/stores/{store_id}/menus/{menu_id}", response_model=Menu)
+async def change_menu(
+    store_id: str, menu_id: str, body: MenuChange, db: Pool, who: Manager
+) -> dict[str, Any]:
+    await owned_store(db, store_id, who)
+    return await c.update_menu(db, store_id, menu_id, body.model_dump(exclude_none=True))
+
+
+@router.delete("/stores/{store_id}/menus/{menu_id}", status_code=204)
+async def delete_menu(store_id: str, menu_id: str, db: Pool, who: Manager) -> None:
+    await owned_store(db, store_id, who)
+    await c.delete_menu(db, store_id, menu_id)
+
+
+@router.post(
+    "/stores/{store_id}/menus/{menu_id}/stock",
+    status_code=202,
+    response_model=Accepted,
+    summary="Adjust a menu's stock (a delivery, a count correction)",
+)
+async def adjust_stock(
+    store_id: str, menu_id: str, body: StockChangeIn, db: Pool, who: Manager
+) -> Accepted:
+    await owned_store(db, store_id, who)
+    await c.get_menu(db, store_id, menu_id)
+    adjust = r.AdjustStock(
+        store_id=store_id,
+        menu_id=menu_id,
+        delta=body.delta,
+        unlimited=body.unlimited,
+        reason=body.reason or "adjustment",
+    )
+    async with db.acquire() as conn, conn.transaction():
+        await enqueue(conn, adjust, aggregate_type="stock", headers=trace_headers())
+    return Accepted(command="AdjustStock", event_id=adjust.event_id)

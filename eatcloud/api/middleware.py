@@ -1,0 +1,39 @@
+"""ASGI middleware: every request gets a request id and a trace context, echoed back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eatcloud.observability import context
+
+
+class RequestContext:
+    """Sets ``X-Request-ID`` (kept or made) and ``traceparent`` for the request and the reply."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        rid = context.clean_request_id(headers.get("x-request-id"))
+        rid_token = context.request_id.set(rid)
+        carrier = {k: headers[k] for k in ("traceparent", "tracestate") if k in headers}
+        trace_token = context.start_trace(carrier)
+        echo = [(b"x-request-id", rid.encode())]
+        traceparent = context.trace_headers().get("traceparent")
+        if traceparent:
+            echo.append((b"traceparent", traceparent.encode()))
+
+        async def send_with_ids(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *echo]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_ids)
+        finally:
+            context.end_trace(trace_token)
+            context.request_id.reset(rid_token)

@@ -1,0 +1,1 @@
+"""Request context, trace context and logging: what ties one order's log lines together."""

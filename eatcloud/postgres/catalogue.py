@@ -1,0 +1,214 @@
+"""Categories, stores and menus in PostgreSQL (PostGIS for "near me")."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+from eatcloud.errors import Conflict, NotFound, Unprocessable
+
+_STORE_COLUMNS = """s.id, s.manager_id, s.name, s.description, s.category_code, s.address,
+    ST_Y(s.location::geometry) AS lat, ST_X(s.location::geometry) AS lon, s.status, s.is_open,
+    s.created_at"""
+_MENU_COLUMNS = "m.id, m.store_id, m.name, m.description, m.price, m.unlimited, m.available"
+
+
+def _uuid(value: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError as exc:
+        raise NotFound(f"no such {what}") from exc
+
+
+def store_row(row: Any) -> dict[str, Any]:
+    out = dict(row)
+    out["id"], out["manager_id"] = str(out["id"]), str(out["manager_id"])
+    return out
+
+
+def menu_row(row: Any) -> dict[str, Any]:
+    out = dict(row)
+    out["id"], out["store_id"] = str(out["id"]), str(out["store_id"])
+    return out
+
+
+async def create_category(db: Any, code: str, name: str) -> dict[str, Any]:
+    try:
+        row = await db.fetchrow(
+            "INSERT INTO categories (code, name) VALUES ($1, $2) RETURNING code, name", code, name
+        )
+    except asyncpg.UniqueViolationError as exc:
+        raise Conflict(f"category {code} exists") from exc
+    return dict(row)
+
+
+async def list_categories(db: Any) -> list[dict[str, Any]]:
+    return [dict(r) for r in await db.fetch("SELECT code, name FROM categories ORDER BY code")]
+
+
+async def delete_category(db: Any, code: str) -> None:
+    try:
+        done = await db.execute("DELETE FROM categories WHERE code = $1", code)
+    except asyncpg.ForeignKeyViolationError as exc:
+        raise Conflict(f"stores still use category {code}") from exc
+    if done.endswith(" 0"):
+        raise NotFound(f"no category {code}")
+
+
+async def create_store(db: Any, manager_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+    try:
+        row = await db.fetchrow(
+            f"""WITH s AS (
+                  INSERT INTO stores (id, manager_id, name, description, category_code, address,
+                                      location)
+                  VALUES ($1, $2, $3, $4, $5, $6, ST_SetSRID(ST_MakePoint($7, $8), 4326))
+                  RETURNING *)
+                SELECT {_STORE_COLUMNS} FROM s""",
+            uuid.uuid4(), uuid.UUID(manager_id), fields["name"], fields["description"],
+            fields["category_code"], fields["address"], fields["lon"], fields["lat"],
+        )  # fmt: skip
+    except asyncpg.ForeignKeyViolationError as exc:
+        raise Unprocessable(f"unknown category {fields['category_code']}") from exc
+    return store_row(row)
+
+
+async def get_store(db: Any, store_id: str) -> dict[str, Any]:
+    row = await db.fetchrow(
+        f"SELECT {_STORE_COLUMNS} FROM stores s WHERE s.id = $1", _uuid(store_id, "store")
+    )
+    if row is None:
+        raise NotFound("no such store")
+    return store_row(row)
+
+
+async def update_store(db: Any, store_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+    wanted = {
+        k: v for k, v in changes.items() if k in {"name", "description", "address", "is_open"}
+    }
+    sets = [f"{k} = ${n}" for n, k in enumerate(wanted, start=2)]
+    if sets:
+        await db.execute(
+            f"UPDATE stores SET {', '.join(sets)}, updated_at = now() WHERE id = $1",
+            _uuid(store_id, "store"),
+            *wanted.values(),
+        )
+    return await get_store(db, store_id)
+
+
+async def set_store_status(db: Any, store_id: str, status: str) -> dict[str, Any]:
+    done = await db.execute(
+        "UPDATE stores SET status = $2, updated_at = now() WHERE id = $1",
+        _uuid(store_id, "store"),
+        status,
+    )
+    if done.endswith(" 0"):
+        raise NotFound("no such store")
+    return await get_store(db, store_id)
+
+
+async def stores_of(db: Any, manager_id: str) -> list[dict[str, Any]]:
+    rows = await db.fetch(
+        f"SELECT {_STORE_COLUMNS} FROM stores s WHERE s.manager_id = $1 ORDER BY s.created_at",
+        uuid.UUID(manager_id),
+    )
+    return [store_row(r) for r in rows]
+
+
+async def stores_by_status(db: Any, status: str | None) -> list[dict[str, Any]]:
+    rows = await db.fetch(
+        f"""SELECT {_STORE_COLUMNS} FROM stores s WHERE $1::text IS NULL OR s.status = $1
+            ORDER BY s.created_at""",
+        status,
+    )
+    return [store_row(r) for r in rows]
+
+
+async def nearby(
+    db: Any, lat: float, lon: float, radius_m: float, category: str | None, limit: int
+) -> list[dict[str, Any]]:
+    """Approved, open stores within ``radius_m`` of (lat, lon), nearest first."""
+    rows = await db.fetch(
+        f"""SELECT {_STORE_COLUMNS},
+                   ST_Distance(s.location, ST_SetSRID(ST_MakePoint($2, $1), 4326)::geography)
+                       AS distance_m
+            FROM stores s
+            WHERE s.status = 'APPROVED' AND s.is_open
+              AND ($4::text IS NULL OR s.category_code = $4)
+              AND ST_DWithin(s.location, ST_SetSRID(ST_MakePoint($2, $1), 4326)::geography, $3)
+            ORDER BY distance_m, s.id
+            LIMIT $5""",
+        lat, lon, radius_m, category, limit,
+    )  # fmt: skip
+    return [{**store_row(r), "distance_m": round(r["distance_m"], 1)} for r in rows]
+
+
+async def search(db: Any, q: str, page: int, size: int) -> tuple[list[dict[str, Any]], int]:
+    """Approved stores whose name, description or a live menu's name contains ``q``."""
+    pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    where = """s.status = 'APPROVED' AND (s.name ILIKE $1 OR s.description ILIKE $1 OR EXISTS (
+                 SELECT 1 FROM menus m WHERE m.store_id = s.id AND m.deleted_at IS NULL
+                 AND m.name ILIKE $1))"""
+    total = await db.fetchval(f"SELECT count(*) FROM stores s WHERE {where}", pattern)
+    rows = await db.fetch(
+        f"""SELECT {_STORE_COLUMNS} FROM stores s WHERE {where}
+            ORDER BY lower(s.name), s.id LIMIT $2 OFFSET $3""",
+        pattern, size, (page - 1) * size,
+    )  # fmt: skip
+    return [store_row(r) for r in rows], int(total)
+
+
+async def create_menu(db: Any, store_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+    row = await db.fetchrow(
+        f"""WITH m AS (
+              INSERT INTO menus (id, store_id, name, description, price, unlimited)
+              VALUES ($1, $2, $3, $4, $5, $6) RETURNING *)
+            SELECT {_MENU_COLUMNS} FROM m""",
+        uuid.uuid4(), uuid.UUID(store_id), fields["name"], fields["description"],
+        fields["price"], fields["unlimited"],
+    )  # fmt: skip
+    return menu_row(row)
+
+
+async def menus_of(db: Any, store_id: str) -> list[dict[str, Any]]:
+    rows = await db.fetch(
+        f"""SELECT {_MENU_COLUMNS} FROM menus m WHERE m.store_id = $1 AND m.deleted_at IS NULL
+            ORDER BY m.created_at, m.id""",
+        _uuid(store_id, "store"),
+    )
+    return [menu_row(r) for r in rows]
+
+
+async def get_menu(db: Any, store_id: str, menu_id: str) -> dict[str, Any]:
+    row = await db.fetchrow(
+        f"""SELECT {_MENU_COLUMNS} FROM menus m
+            WHERE m.id = $1 AND m.store_id = $2 AND m.deleted_at IS NULL""",
+        _uuid(menu_id, "menu"),
+        _uuid(store_id, "store"),
+    )
+    if row is None:
+        raise NotFound("no such menu in this store")
+    return menu_row(row)
+
+
+async def update_menu(
+    db: Any, store_id: str, menu_id: str, changes: dict[str, Any]
+) -> dict[str, Any]:
+    await get_menu(db, store_id, menu_id)
+    wanted = {
+        k: v for k, v in changes.items() if k in {"name", "description", "price", "available"}
+    }
+    sets = [f"{k} = ${n}" for n, k in enumerate(wanted, start=2)]
+    if sets:
+        await db.execute(
+            f"UPDATE menus SET {', '.join(sets)}, updated_at = now() WHERE id = $1",
+            uuid.UUID(menu_id),
+            *wanted.values(),
+        )
+    return await get_menu(db, store_id, menu_id)
+
+
+async def delete_menu(db: Any, store_id: str, menu_id: str) -> None:
+    await get_menu(db, store_id, menu_id)
+    await db.execute("UPDATE menus SET deleted_at = now() WHERE id = $1", uuid.UUID(menu_id))

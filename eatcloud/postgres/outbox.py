@@ -1,0 +1,46 @@
+"""The transactional outbox: commands for the stream side, written with the state change.
+
+The API never produces to Kafka. It inserts the record's exact bytes here, in the same
+transaction as the row that caused it (an order, a stock adjustment), and a NOTIFY wakes the
+relay when that transaction commits. If the transaction rolls back, the command never existed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eatcloud.streams import records as r
+from eatcloud.streams.codec import encode
+from eatcloud.streams.topics import route
+
+CHANNEL = "eatcloud_outbox"
+
+
+async def enqueue(
+    conn: Any, record: r.Record, *, aggregate_type: str, headers: dict[str, str]
+) -> int:
+    """Add ``record`` to the outbox inside the caller's transaction; returns the row id."""
+    topic, key = route(record)
+    row_id: int = await conn.fetchval(
+        """INSERT INTO outbox (aggregate_type, aggregate_id, topic, key, type, payload, headers)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id""",
+        aggregate_type,
+        key,
+        topic,
+        key,
+        record.type,  # type: ignore[attr-defined]  # every concrete record has its literal type
+        encode(record),
+        {**headers, "event_id": record.event_id},
+    )
+    # Delivered to listeners when (and only if) this transaction commits.
+    await conn.execute("SELECT pg_notify($1, '')", CHANNEL)
+    return row_id
+
+
+async def backlog(conn: Any) -> tuple[int, float]:
+    """Rows not yet published and the age of the oldest, in seconds (for metrics and ops)."""
+    row = await conn.fetchrow(
+        """SELECT count(*) AS n, coalesce(extract(epoch FROM now() - min(created_at)), 0) AS age
+           FROM outbox WHERE published_at IS NULL"""
+    )
+    return int(row["n"]), float(row["age"])
