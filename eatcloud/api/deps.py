@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from eatcloud.api.resources import Resources
+from eatcloud.api.resources import Resources as _Resources
 from eatcloud.api.security import Authenticator, Principal, Role
 from eatcloud.errors import Forbidden, Unauthorized
 from eatcloud.settings import Settings
@@ -16,8 +16,8 @@ from eatcloud.settings import Settings
 _bearer = HTTPBearer(auto_error=False, description="An access token from /api/v1/auth/login")
 
 
-def resources(request: Request) -> Resources:
-    found: Resources = request.app.state.resources
+def resources(request: Request) -> _Resources:
+    found: _Resources = request.app.state.resources
     return found
 
 
@@ -26,11 +26,11 @@ def settings(request: Request) -> Settings:
     return found
 
 
-async def pool(res: Annotated[Resources, Depends(resources)]) -> Any:
+async def pool(res: Annotated[_Resources, Depends(resources)]) -> Any:
     return await res.pool()
 
 
-def authenticator(res: Annotated[Resources, Depends(resources)]) -> Authenticator:
+def authenticator(res: Annotated[_Resources, Depends(resources)]) -> Authenticator:
     return Authenticator(res.settings.auth, res.redis())
 
 
@@ -60,5 +60,6 @@ Manager = Annotated[Principal, Depends(role(Role.MANAGER))]
 Admin = Annotated[Principal, Depends(role(Role.ADMIN))]
 ManagerOrAdmin = Annotated[Principal, Depends(role(Role.MANAGER, Role.ADMIN))]
 Pool = Annotated[Any, Depends(pool)]
+Resources = Annotated[_Resources, Depends(resources)]
 Auth = Annotated[Authenticator, Depends(authenticator)]
 AppSettings = Annotated[Settings, Depends(settings)]

@@ -104,7 +104,10 @@ async def _eatcloud_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, InfrastructureError):
         log.warning("dependency failed on %s %s: %s", request.method, request.url.path, exc)
         return problem(503, "A dependency is unavailable; retry later.", slug=slug)
-    return problem(status, str(exc) or None, slug=slug, headers=headers or None)
+    # An error may name its own problem type and add members (e.g. which menu is sold out).
+    slug = getattr(exc, "slug", slug)
+    extensions: dict[str, Any] = getattr(exc, "extensions", {})
+    return problem(status, str(exc) or None, slug=slug, headers=headers or None, **extensions)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -22,7 +23,8 @@ PASSWORD = "correct horse battery"
 class Api:
     client: httpx.AsyncClient
     settings: Settings
-    pool: object
+    pool: Any
+    redis: Any
 
     async def account(self, role: str = "CUSTOMER") -> dict[str, str]:
         """A new account of ``role``, logged in: its id, e-mail and tokens."""
@@ -54,7 +56,7 @@ async def running_api(settings: Settings) -> AsyncIterator[Api]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://eatcloud.test") as c:
             try:
-                yield Api(c, db, await app.state.resources.pool())
+                yield Api(c, db, await app.state.resources.pool(), app.state.resources.redis())
             finally:
                 await app.state.resources.close()
 

@@ -29,8 +29,12 @@ async def test_signup_login_and_me(api: Api) -> None:
     account = await api.account()
     me = await api.client.get("/api/v1/auth/me", headers=bearer(account["access_token"]))
     assert me.status_code == 200
-    assert me.json() == {"id": account["id"], "email": account["email"], "name": "Customer",
-                         "role": "CUSTOMER"}  # fmt: skip
+    assert me.json() == {
+        "id": account["id"],
+        "email": account["email"],
+        "name": "Customer",
+        "role": "CUSTOMER",
+    }
 
 
 async def test_wrong_password_and_unknown_email_get_the_same_401(api: Api) -> None:

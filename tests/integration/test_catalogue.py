@@ -18,11 +18,16 @@ async def api(settings: Settings) -> AsyncIterator[Api]:
 
 async def test_a_store_is_hidden_until_an_admin_approves_it(api: Api) -> None:
     manager, other, customer, admin = (
-        await api.account("MANAGER"), await api.account("MANAGER"),
-        await api.account(), await api.account("ADMIN"),
-    )  # fmt: skip
-    await api.client.post("/api/v1/admin/categories", json={"code": "KOREAN", "name": "Korean"},
-                          headers=bearer(admin["access_token"]))  # fmt: skip
+        await api.account("MANAGER"),
+        await api.account("MANAGER"),
+        await api.account(),
+        await api.account("ADMIN"),
+    )
+    await api.client.post(
+        "/api/v1/admin/categories",
+        json={"code": "KOREAN", "name": "Korean"},
+        headers=bearer(admin["access_token"]),
+    )
     created = await api.client.post(
         "/api/v1/stores",
         json={"name": "Bibim", "category_code": "KOREAN", "lat": 37.5, "lon": 127.0},
@@ -37,39 +42,56 @@ async def test_a_store_is_hidden_until_an_admin_approves_it(api: Api) -> None:
             "other": other,
             "customer": customer,
             "admin": admin,
-        }.items()  # fmt: skip
+        }.items()
     }
     assert seen_by == {"owner": 200, "other": 404, "customer": 404, "admin": 200}
-    approve = await api.client.post(f"/api/v1/admin/stores/{created.json()['id']}/approve",
-                                    headers=bearer(manager["access_token"]))  # fmt: skip
+    approve = await api.client.post(
+        f"/api/v1/admin/stores/{created.json()['id']}/approve",
+        headers=bearer(manager["access_token"]),
+    )
     assert approve.status_code == 403  # managers do not approve their own stores
-    await api.client.post(f"/api/v1/admin/stores/{created.json()['id']}/approve",
-                          headers=bearer(admin["access_token"]))  # fmt: skip
+    await api.client.post(
+        f"/api/v1/admin/stores/{created.json()['id']}/approve",
+        headers=bearer(admin["access_token"]),
+    )
     assert (await api.client.get(path, headers=bearer(customer["access_token"]))).status_code == 200
 
 
 async def test_nearby_finds_open_approved_stores_in_the_radius_nearest_first(api: Api) -> None:
     manager, customer, admin = (
-        await api.account("MANAGER"), await api.account(), await api.account("ADMIN"))  # fmt: skip
+        await api.account("MANAGER"),
+        await api.account(),
+        await api.account("ADMIN"),
+    )
     # Around (10.0, 10.0): ~1.1 km north, ~0.55 km east, ~5.5 km south (out of a 3 km radius).
     north = await approved_store(api, manager, admin, name="North", lat=10.01, lon=10.0)
     east = await approved_store(api, manager, admin, name="East", lat=10.0, lon=10.005)
     await approved_store(api, manager, admin, name="Far", lat=9.95, lon=10.0)
     closed = await approved_store(api, manager, admin, name="Closed", lat=10.001, lon=10.0)
-    await api.client.patch(f"/api/v1/stores/{closed['id']}", json={"is_open": False},
-                           headers=bearer(manager["access_token"]))  # fmt: skip
-    found = await api.client.get("/api/v1/stores/nearby",
-                                 params={"lat": 10.0, "lon": 10.0, "radius_km": 3},
-                                 headers=bearer(customer["access_token"]))  # fmt: skip
+    await api.client.patch(
+        f"/api/v1/stores/{closed['id']}",
+        json={"is_open": False},
+        headers=bearer(manager["access_token"]),
+    )
+    found = await api.client.get(
+        "/api/v1/stores/nearby",
+        params={"lat": 10.0, "lon": 10.0, "radius_km": 3},
+        headers=bearer(customer["access_token"]),
+    )
     assert found.status_code == 200, found.text
     assert [s["id"] for s in found.json()] == [east["id"], north["id"]]
     assert 500 < found.json()[0]["distance_m"] < 600
     other_category = await api.client.get(
-        "/api/v1/stores/nearby", params={"lat": 10.0, "lon": 10.0, "category": "PIZZA"},
-        headers=bearer(customer["access_token"]))  # fmt: skip
+        "/api/v1/stores/nearby",
+        params={"lat": 10.0, "lon": 10.0, "category": "PIZZA"},
+        headers=bearer(customer["access_token"]),
+    )
     assert other_category.json() == []
-    bad = await api.client.get("/api/v1/stores/nearby", params={"lat": 95, "lon": 0},
-                               headers=bearer(customer["access_token"]))  # fmt: skip
+    bad = await api.client.get(
+        "/api/v1/stores/nearby",
+        params={"lat": 95, "lon": 0},
+        headers=bearer(customer["access_token"]),
+    )
     assert bad.status_code == 422
 
 
@@ -77,9 +99,11 @@ async def test_menus_belong_to_their_manager_and_search_finds_stores_by_menu_nam
     api: Api,
 ) -> None:
     manager, other, customer, admin = (
-        await api.account("MANAGER"), await api.account("MANAGER"),
-        await api.account(), await api.account("ADMIN"),
-    )  # fmt: skip
+        await api.account("MANAGER"),
+        await api.account("MANAGER"),
+        await api.account(),
+        await api.account("ADMIN"),
+    )
     store = await approved_store(api, manager, admin, name="Noodle Bar", category="NOODLE")
     menus = f"/api/v1/stores/{store['id']}/menus"
     menu = {"name": "Zzyzx Jjajangmyeon", "price": 8_500, "initial_stock": 30}
@@ -88,20 +112,23 @@ async def test_menus_belong_to_their_manager_and_search_finds_stores_by_menu_nam
     assert (foreign.status_code, as_customer.status_code) == (404, 403)
     created = await api.client.post(menus, json=menu, headers=bearer(manager["access_token"]))
     assert created.status_code == 201, created.text
-    negative = await api.client.post(menus, json={**menu, "price": -1},
-                                     headers=bearer(manager["access_token"]))  # fmt: skip
+    negative = await api.client.post(
+        menus, json={**menu, "price": -1}, headers=bearer(manager["access_token"])
+    )
     assert negative.status_code == 422
 
-    found = await api.client.get("/api/v1/stores/search", params={"q": "zzyzx"},
-                                 headers=bearer(customer["access_token"]))  # fmt: skip
+    found = await api.client.get(
+        "/api/v1/stores/search", params={"q": "zzyzx"}, headers=bearer(customer["access_token"])
+    )
     assert found.status_code == 200
     assert [s["id"] for s in found.json()["items"]] == [store["id"]]
     assert found.json()["total"] == 1
     listed = await api.client.get(menus, headers=bearer(customer["access_token"]))
     assert [m["price"] for m in listed.json()] == [8_500]
 
-    gone = await api.client.delete(f"{menus}/{created.json()['id']}",
-                                   headers=bearer(manager["access_token"]))  # fmt: skip
+    gone = await api.client.delete(
+        f"{menus}/{created.json()['id']}", headers=bearer(manager["access_token"])
+    )
     assert gone.status_code == 204
     assert (await api.client.get(menus, headers=bearer(customer["access_token"]))).json() == []
 
@@ -116,7 +143,7 @@ async def test_initial_stock_goes_to_the_outbox_with_the_request_id(api: Api) ->
     )
     assert created.status_code == 201
     assert created.headers["x-request-id"] == "req-stock-1"
-    row = await api.pool.fetchrow(  # type: ignore[attr-defined]
+    row = await api.pool.fetchrow(
         "SELECT topic, key, type, payload, headers FROM outbox WHERE aggregate_id = $1",
         store["id"],
     )

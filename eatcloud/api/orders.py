@@ -1,0 +1,163 @@
+"""The cart and checkout (the command side of orders)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Response
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from eatcloud.api.deps import Customer, Pool, Resources
+from eatcloud.checkout import CheckoutRequest, checkout
+from eatcloud.errors import Unprocessable
+from eatcloud.locks import cart
+from eatcloud.observability.context import trace_headers
+from eatcloud.postgres import catalogue as c
+
+router = APIRouter(prefix="/api/v1", tags=["orders"])
+
+MenuId = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LineIn(_In):
+    menu_id: MenuId
+    quantity: int = Field(ge=1, le=99)
+
+
+class OrderCreate(_In):
+    store_id: str | None = Field(default=None, max_length=64)
+    lines: list[LineIn] | None = Field(
+        default=None, min_length=1, max_length=100, description="omit to order the cart"
+    )
+    points: int = Field(default=0, ge=0, le=100_000_000)
+    fulfilment: Literal["DELIVERY", "PICKUP"] = "DELIVERY"
+    delivery_address: str | None = Field(default=None, min_length=1, max_length=300)
+
+    @model_validator(mode="after")
+    def _address_for_delivery(self) -> OrderCreate:
+        if self.fulfilment == "DELIVERY" and not self.delivery_address:
+            raise ValueError("delivery_address is required for DELIVERY")
+        return self
+
+
+class OrderLineOut(BaseModel):
+    menu_id: str
+    quantity: int
+    unit_price: int
+
+
+class OrderAccepted(BaseModel):
+    order_id: str
+    status: str
+    store_id: str
+    lines: list[OrderLineOut]
+    total: int
+    points: int
+    final_amount: int
+    fulfilment: str
+
+
+class CartItemIn(_In):
+    store_id: str = Field(min_length=1, max_length=64)
+    quantity: int = Field(ge=0, le=99, description="0 removes the item")
+
+
+class CartLine(BaseModel):
+    menu_id: str
+    name: str
+    unit_price: int
+    quantity: int
+    line_total: int
+
+
+class Cart(BaseModel):
+    store_id: str | None
+    items: list[CartLine]
+    total: int
+
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        description="the same key and body return the same order",
+    ),
+]
+
+
+@router.post(
+    "/orders",
+    status_code=202,
+    response_model=OrderAccepted,
+    summary="Check out: place an order from the cart or from explicit lines",
+    responses={
+        409: {"description": "sold out, store closed, or another checkout in progress"},
+        422: {"description": "invalid order, or an Idempotency-Key reused with another body"},
+    },
+)
+async def place_order(
+    body: OrderCreate,
+    response: Response,
+    db: Pool,
+    who: Customer,
+    res: Resources,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
+    request = CheckoutRequest(
+        store_id=body.store_id,
+        lines=None if body.lines is None else tuple((ln.menu_id, ln.quantity) for ln in body.lines),
+        points=body.points,
+        fulfilment=body.fulfilment,
+        delivery_address=body.delivery_address,
+    )
+    done = await checkout(db, res.redis(), who.user_id, request, idempotency_key, trace_headers())
+    response.headers["Location"] = f"/api/v1/orders/{done.order['order_id']}"
+    if done.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return done.order
+
+
+@router.get("/cart", response_model=Cart, summary="The caller's cart, at today's prices")
+async def get_cart(db: Pool, who: Customer, res: Resources) -> Cart:
+    store_id, items = await cart.get(res.redis(), who.user_id)
+    lines = []
+    if store_id is not None:
+        menus = {m["id"]: m for m in await c.menus_of(db, store_id)}
+        for menu_id, quantity in sorted(items.items()):
+            menu = menus.get(menu_id)
+            if menu is not None:  # a menu deleted since it was added drops out
+                price = menu["price"]
+                lines.append(
+                    CartLine(
+                        menu_id=menu_id,
+                        name=menu["name"],
+                        unit_price=price,
+                        quantity=quantity,
+                        line_total=price * quantity,
+                    )
+                )
+    return Cart(store_id=store_id, items=lines, total=sum(ln.line_total for ln in lines))
+
+
+@router.put("/cart/items/{menu_id}", response_model=Cart, summary="Set a menu's quantity")
+async def put_cart_item(
+    menu_id: str, body: CartItemIn, db: Pool, who: Customer, res: Resources
+) -> Cart:
+    store = await c.get_store(db, body.store_id)
+    if store["status"] != "APPROVED":
+        raise Unprocessable("no such store")
+    if body.quantity:
+        await c.get_menu(db, body.store_id, menu_id)
+    await cart.put(res.redis(), who.user_id, body.store_id, menu_id, body.quantity)
+    return await get_cart(db, who, res)
+
+
+@router.delete("/cart", status_code=204, summary="Empty the cart")
+async def clear_cart(who: Customer, res: Resources) -> None:
+    await cart.clear(res.redis(), who.user_id)

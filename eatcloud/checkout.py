@@ -1,0 +1,203 @@
+"""Checkout: turn a customer's request into an order row and its PlaceOrder, or a clear refusal.
+
+The order of the checks is the point:
+1. the ``Idempotency-Key`` first: a replay gets the stored answer and does nothing else;
+2. one checkout per customer at a time (a Redis lock with a token and an expiry): a
+   double-click gets 409 instead of a second order;
+3. server-side prices: the store's live menus, never the client's numbers;
+4. the hot-path stock gate (Redis Lua): sold-out lines get 409 before anything is written;
+5. the order row and its outbox row in one transaction; the gate's holds are given back if
+   that transaction fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import orjson
+
+from eatcloud.errors import Conflict, NotFound, Unprocessable
+from eatcloud.locks import cart, gate
+from eatcloud.locks.lock import held
+from eatcloud.postgres.outbox import enqueue
+from eatcloud.streams import records as r
+
+LOCK_TTL_MS = 10_000
+
+
+@dataclass(frozen=True)
+class CheckoutRequest:
+    store_id: str | None
+    lines: tuple[tuple[str, int], ...] | None  # (menu_id, quantity); None: from the cart
+    points: int
+    fulfilment: str
+    delivery_address: str | None
+
+    def fingerprint(self) -> str:
+        body = orjson.dumps(self.__dict__, option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(body).hexdigest()
+
+
+@dataclass(frozen=True)
+class Checkout:
+    order: dict[str, Any]
+    replayed: bool
+
+
+class SoldOut(Conflict):
+    slug = "sold-out"
+
+    def __init__(self, menu_id: str, available: int) -> None:
+        super().__init__(f"menu {menu_id} is sold out (available: {max(available, 0)})")
+        self.extensions = {"menu_id": menu_id, "available": max(available, 0)}
+
+
+async def checkout(
+    pool: Any,
+    redis: Any,
+    customer_id: str,
+    request: CheckoutRequest,
+    idempotency_key: str | None,
+    headers: dict[str, str],
+) -> Checkout:
+    fingerprint = request.fingerprint()
+    if idempotency_key and (done := await _replay(pool, customer_id, idempotency_key, fingerprint)):
+        return done
+    busy = "another checkout of yours is in progress; retry in a moment"
+    async with held(redis, f"lock:checkout:{customer_id}", LOCK_TTL_MS, busy):
+        if idempotency_key and (
+            done := await _replay(pool, customer_id, idempotency_key, fingerprint)
+        ):
+            return done
+        store_id, lines, from_cart = await _lines(redis, customer_id, request)
+        place = await _priced(pool, customer_id, store_id, lines, request)
+        refusal = await gate.admit(redis, place.order_id, store_id, lines)
+        if refusal is not None:
+            raise SoldOut(refusal.menu_id, refusal.available)
+        try:
+            order = await _record(pool, place, request, idempotency_key, fingerprint, headers)
+        except BaseException:
+            await gate.give_back(redis, place.order_id)
+            raise
+        if from_cart:
+            await cart.clear(redis, customer_id)
+        return Checkout(order, replayed=False)
+
+
+async def _replay(pool: Any, customer_id: str, key: str, fingerprint: str) -> Checkout | None:
+    row = await pool.fetchrow(
+        "SELECT request_hash, response FROM orders WHERE customer_id = $1 AND idempotency_key = $2",
+        uuid.UUID(customer_id),
+        key,
+    )
+    if row is None:
+        return None
+    if row["request_hash"] != fingerprint:
+        raise Unprocessable("this Idempotency-Key was used with a different request body")
+    return Checkout(row["response"], replayed=True)
+
+
+async def _lines(
+    redis: Any, customer_id: str, request: CheckoutRequest
+) -> tuple[str, list[tuple[str, int]], bool]:
+    if request.lines is not None:
+        if request.store_id is None:
+            raise Unprocessable("store_id is required with explicit lines")
+        merged: dict[str, int] = {}
+        for menu_id, quantity in request.lines:
+            merged[menu_id] = merged.get(menu_id, 0) + quantity
+        return request.store_id, sorted(merged.items()), False
+    store_id, items = await cart.get(redis, customer_id)
+    if store_id is None or not items:
+        raise Unprocessable("the cart is empty")
+    if request.store_id is not None and request.store_id != store_id:
+        raise Unprocessable("store_id does not match the cart's store")
+    return store_id, sorted(items.items()), True
+
+
+async def _priced(
+    pool: Any,
+    customer_id: str,
+    store_id: str,
+    lines: list[tuple[str, int]],
+    request: CheckoutRequest,
+) -> r.PlaceOrder:
+    try:
+        sid = uuid.UUID(store_id)
+        menu_ids = [uuid.UUID(m) for m, _ in lines]
+    except ValueError as exc:
+        raise Unprocessable("store_id and menu ids must be UUIDs") from exc
+    store = await pool.fetchrow("SELECT status, is_open FROM stores WHERE id = $1", sid)
+    if store is None or store["status"] != "APPROVED":
+        raise NotFound("no such store")
+    if not store["is_open"]:
+        raise Conflict("the store is closed")
+    menus = {
+        str(row["id"]): row
+        for row in await pool.fetch(
+            """SELECT id, price, available FROM menus
+               WHERE store_id = $1 AND id = ANY($2::uuid[]) AND deleted_at IS NULL""",
+            sid,
+            menu_ids,
+        )
+    }
+    for menu_id, _ in lines:
+        if menu_id not in menus:
+            raise Unprocessable(f"menu {menu_id} is not on this store's menu")
+        if not menus[menu_id]["available"]:
+            raise Conflict(f"menu {menu_id} is not available right now")
+    order_lines = tuple(
+        r.OrderLine(menu_id=m, quantity=q, unit_price=menus[m]["price"]) for m, q in lines
+    )
+    total = sum(line.unit_price * line.quantity for line in order_lines)
+    if request.points > total:
+        raise Unprocessable(f"points ({request.points}) may not exceed the total ({total})")
+    return r.PlaceOrder(
+        order_id=str(uuid.uuid4()),
+        customer_id=customer_id,
+        store_id=store_id,
+        lines=order_lines,
+        points=request.points,
+        order_type=r.OrderType(request.fulfilment),
+    )
+
+
+async def _record(
+    pool: Any,
+    place: r.PlaceOrder,
+    request: CheckoutRequest,
+    idempotency_key: str | None,
+    fingerprint: str,
+    headers: dict[str, str],
+) -> dict[str, Any]:
+    order = {
+        "order_id": place.order_id,
+        "status": "PENDING",
+        "store_id": place.store_id,
+        "lines": [line.model_dump() for line in place.lines],
+        "total": place.total_amount,
+        "points": place.points,
+        "final_amount": place.final_amount,
+        "fulfilment": request.fulfilment,
+    }
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                """INSERT INTO orders (id, customer_id, store_id, lines, total, points,
+                       final_amount, fulfilment, delivery_address, idempotency_key,
+                       request_hash, response)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)""",
+                uuid.UUID(place.order_id), uuid.UUID(place.customer_id),
+                uuid.UUID(place.store_id), order["lines"], place.total_amount, place.points,
+                place.final_amount, request.fulfilment, request.delivery_address,
+                idempotency_key, fingerprint, order,
+            )  # fmt: skip
+            await enqueue(conn, place, aggregate_type="order", headers=headers)
+    except asyncpg.UniqueViolationError as exc:
+        # The same key committed by a checkout whose lock had expired: it wins.
+        raise Conflict("this Idempotency-Key was just used; retry to get its order") from exc
+    return order

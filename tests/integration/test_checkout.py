@@ -1,0 +1,212 @@
+"""Checkout against the real PostgreSQL and Redis (no worker: the outbox is the output)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+
+from eatcloud.locks import gate
+from eatcloud.settings import Settings
+from eatcloud.streams import records as r
+from tests.integration.api_harness import Api, approved_store, bearer, running_api
+
+
+@pytest.fixture(scope="module")
+async def api(settings: Settings) -> AsyncIterator[Api]:
+    async with running_api(settings) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+async def shop(api: Api) -> dict[str, Any]:
+    """An approved store with two menus, its manager and an admin."""
+    manager, admin = await api.account("MANAGER"), await api.account("ADMIN")
+    store = await approved_store(api, manager, admin, name=f"Shop {uuid.uuid4().hex[:4]}")
+    menus = []
+    for name, price in (("Bibimbap", 9_000), ("Mandu", 5_500)):
+        made = await api.client.post(
+            f"/api/v1/stores/{store['id']}/menus",
+            json={"name": name, "price": price},
+            headers=bearer(manager["access_token"]),
+        )
+        menus.append(made.json())
+    return {"store": store, "menus": menus, "manager": manager}
+
+
+def _order(shop: dict[str, Any], *quantities: int, **extra: Any) -> dict[str, Any]:
+    lines = [
+        {"menu_id": m["id"], "quantity": q}
+        for m, q in zip(shop["menus"], quantities, strict=False)
+        if q
+    ]
+    return {
+        "store_id": shop["store"]["id"],
+        "lines": lines,
+        "delivery_address": "1 Main St",
+        **extra,
+    }
+
+
+async def _outbox(api: Api, order_id: str) -> list[dict[str, Any]]:
+    rows = await api.pool.fetch(
+        "SELECT topic, type, payload, headers FROM outbox WHERE aggregate_id = $1", order_id
+    )
+    return [{**dict(row), "payload": orjson.loads(bytes(row["payload"]))} for row in rows]
+
+
+async def test_checkout_prices_on_the_server_and_writes_order_and_outbox_together(
+    api: Api, shop: dict[str, Any]
+) -> None:
+    customer = await api.account()
+    placed = await api.client.post(
+        "/api/v1/orders",
+        json=_order(shop, 2, 1),
+        headers={**bearer(customer["access_token"]), "X-Request-ID": "req-checkout-1"},
+    )
+    assert placed.status_code == 202, placed.text
+    body = placed.json()
+    assert placed.headers["location"] == f"/api/v1/orders/{body['order_id']}"
+    assert (body["status"], body["total"], body["final_amount"]) == ("PENDING", 23_500, 23_500)
+    [row] = await _outbox(api, body["order_id"])
+    assert (row["topic"], row["type"]) == ("order-commands", "PlaceOrder")
+    assert row["payload"]["customer_id"] == customer["id"]
+    assert sorted(ln["unit_price"] for ln in row["payload"]["lines"]) == [5_500, 9_000]
+    assert row["headers"]["x-request-id"] == "req-checkout-1"
+    # The client cannot name a price: the schema has no such field.
+    priced = _order(shop, 1)
+    priced["lines"][0]["unit_price"] = 1
+    refused = await api.client.post(
+        "/api/v1/orders", json=priced, headers=bearer(customer["access_token"])
+    )
+    assert refused.status_code == 422
+
+
+async def test_bad_orders_get_clear_errors_and_no_outbox_row(
+    api: Api, shop: dict[str, Any]
+) -> None:
+    customer = await api.account()
+    auth = bearer(customer["access_token"])
+    cases = {
+        "no address": ({**_order(shop, 1), "delivery_address": None}, 422),
+        "too many points": (_order(shop, 1, points=10**6), 422),
+        "unknown menu": (
+            {**_order(shop, 1), "lines": [{"menu_id": str(uuid.uuid4()), "quantity": 1}]},
+            422,
+        ),
+        "unknown store": ({**_order(shop, 1), "store_id": str(uuid.uuid4())}, 404),
+        "zero quantity": (
+            {**_order(shop, 1), "lines": [{"menu_id": shop["menus"][0]["id"], "quantity": 0}]},
+            422,
+        ),
+    }
+    for name, (body, status) in cases.items():
+        response = await api.client.post("/api/v1/orders", json=body, headers=auth)
+        assert response.status_code == status, (name, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+    manager = await api.client.post(
+        "/api/v1/orders", json=_order(shop, 1), headers=bearer(shop["manager"]["access_token"])
+    )
+    assert manager.status_code == 403
+    count = await api.pool.fetchval(
+        "SELECT count(*) FROM orders WHERE customer_id = $1", uuid.UUID(customer["id"])
+    )
+    assert count == 0
+
+
+async def test_an_idempotency_key_gives_one_order_however_often_it_is_clicked(
+    api: Api, shop: dict[str, Any]
+) -> None:
+    customer = await api.account()
+    headers = {**bearer(customer["access_token"]), "Idempotency-Key": "click-1"}
+    clicks = await asyncio.gather(
+        *(
+            api.client.post("/api/v1/orders", json=_order(shop, 1), headers=headers)
+            for _ in range(5)
+        )
+    )
+    assert {c.status_code for c in clicks} <= {202, 409}, [c.text for c in clicks]
+    order_ids = {c.json()["order_id"] for c in clicks if c.status_code == 202}
+    busy = [c for c in clicks if c.status_code == 409]
+    assert all("in progress" in c.json()["detail"] for c in busy)
+    again = await api.client.post("/api/v1/orders", json=_order(shop, 1), headers=headers)
+    assert again.status_code == 202 and again.headers["idempotent-replayed"] == "true"
+    assert order_ids | {again.json()["order_id"]} == {again.json()["order_id"]}
+    other_body = await api.client.post("/api/v1/orders", json=_order(shop, 2), headers=headers)
+    assert other_body.status_code == 422 and "different request body" in other_body.text
+    count = await api.pool.fetchval(
+        "SELECT count(*) FROM orders WHERE customer_id = $1", uuid.UUID(customer["id"])
+    )
+    assert count == 1
+
+
+async def test_the_cart_holds_one_store_and_checkout_empties_it(
+    api: Api, shop: dict[str, Any]
+) -> None:
+    customer = await api.account()
+    auth = bearer(customer["access_token"])
+    bibimbap, mandu = (m["id"] for m in shop["menus"])
+    sid = shop["store"]["id"]
+    await api.client.put(
+        f"/api/v1/cart/items/{bibimbap}", json={"store_id": sid, "quantity": 2}, headers=auth
+    )
+    cart = await api.client.put(
+        f"/api/v1/cart/items/{mandu}", json={"store_id": sid, "quantity": 3}, headers=auth
+    )
+    assert cart.status_code == 200, cart.text
+    assert cart.json()["total"] == 2 * 9_000 + 3 * 5_500
+    elsewhere = await approved_store(
+        api, await api.account("MANAGER"), await api.account("ADMIN"), name="Elsewhere"
+    )
+    clash = await api.client.put(
+        f"/api/v1/cart/items/{bibimbap}",
+        json={"store_id": elsewhere["id"], "quantity": 1},
+        headers=auth,
+    )
+    assert clash.status_code in (404, 409), clash.text
+    placed = await api.client.post(
+        "/api/v1/orders", json={"delivery_address": "2 Side St"}, headers=auth
+    )
+    assert placed.status_code == 202, placed.text
+    assert placed.json()["total"] == 2 * 9_000 + 3 * 5_500
+    emptied = await api.client.get("/api/v1/cart", headers=auth)
+    assert emptied.json() == {"store_id": None, "items": [], "total": 0}
+    nothing = await api.client.post(
+        "/api/v1/orders", json={"delivery_address": "2 Side St"}, headers=auth
+    )
+    assert nothing.status_code == 422 and "cart is empty" in nothing.text
+
+
+async def test_the_stock_gate_refuses_sold_out_lines_with_409_before_the_outbox(
+    api: Api, shop: dict[str, Any]
+) -> None:
+    sid, menu = shop["store"]["id"], shop["menus"][1]["id"]
+    redis = api.redis
+    await gate.apply(
+        redis,
+        r.StockLevelChanged(
+            store_id=sid,
+            menu_id=menu,
+            change=r.StockChange.ADJUSTED,
+            quantity=3,
+            on_hand=3,
+            reserved=0,
+            sold=0,
+        ),
+    )
+    customer = await api.account()
+    auth = bearer(customer["access_token"])
+    first = await api.client.post("/api/v1/orders", json=_order(shop, 0, 2), headers=auth)
+    second = await api.client.post("/api/v1/orders", json=_order(shop, 0, 2), headers=auth)
+    assert first.status_code == 202, first.text
+    assert second.status_code == 409, second.text
+    assert second.json()["type"].endswith("/sold-out")
+    assert second.json()["menu_id"] == menu and second.json()["available"] == 1
+    count = await api.pool.fetchval(
+        "SELECT count(*) FROM orders WHERE customer_id = $1", uuid.UUID(customer["id"])
+    )
+    assert count == 1
