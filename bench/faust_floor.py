@@ -161,6 +161,7 @@ if __name__ == "__main__":
             "EATCLOUD_WORKER__DATA_DIR": str(data),
             "EATCLOUD_KAFKA__BOOTSTRAP_SERVERS": args.bootstrap,
             "EATCLOUD_WORKER__OUTBOX_RELAY": "false",
+            "EATCLOUD_WORKER__PROJECTIONS": "false",
         }
         proc = start_worker(env, data)
         producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, linger_ms=5)

@@ -48,6 +48,8 @@ class WorkerSettings(_Group):
     # The leader publishes the API's outbox (PostgreSQL) to Kafka. Off for workers that must
     # not touch the configured database's outbox (the saga's own tests and benchmarks).
     outbox_relay: bool = True
+    # Order and stock events -> the PostgreSQL read models and the Redis stock gate.
+    projections: bool = True
 
 
 class SagaSettings(_Group):

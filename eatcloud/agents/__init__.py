@@ -5,6 +5,7 @@
 - ``payment``: payment commands -> the payment gateway and the payments table
 - ``points``: points commands -> the customers' points and holds
 - ``outbox_relay`` (on the leader): the API's outbox rows in PostgreSQL -> their topics
+- ``order-projection``, ``stock-projection``: events -> PostgreSQL read models, Redis gate
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from eatcloud import tables
-from eatcloud.agents import orchestrator, payment, points, relay, stock
+from eatcloud.agents import orchestrator, payment, points, projections, relay, stock
 from eatcloud.agents.wiring import Wiring
 from eatcloud.domain.saga import SagaPolicy
 from eatcloud.payments.gateway import PaymentGateway, make_gateway
@@ -48,6 +49,8 @@ def register(app: Any, settings: Settings, gateway: PaymentGateway | None = None
     points.register(wiring)
     if settings.worker.outbox_relay:
         relay.register(app, settings)
+    if settings.worker.projections:
+        projections.register(wiring)
 
     @app.task  # type: ignore[untyped-decorator]  # faust is untyped
     async def declare_topics() -> None:

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from eatcloud.api import auth, catalogue, health, orders
+from eatcloud.api import auth, catalogue, health, order_views, orders
 from eatcloud.api.errors import install_error_handlers
 from eatcloud.api.middleware import RequestContext
 from eatcloud.api.resources import Resources
@@ -35,4 +35,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(catalogue.router)
     app.include_router(orders.router)
+    app.include_router(order_views.router)
     return app

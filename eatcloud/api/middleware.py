@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 from eatcloud.observability import context
+
+log = logging.getLogger("eatcloud.api.access")
 
 
 class RequestContext:
@@ -27,13 +31,23 @@ class RequestContext:
         if traceparent:
             echo.append((b"traceparent", traceparent.encode()))
 
+        status = 500
+        started = time.perf_counter()
+
         async def send_with_ids(message: Any) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 message["headers"] = [*message.get("headers", []), *echo]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_ids)
         finally:
+            log.info(
+                "%s %s %d %.1fms request_id=%s trace_id=%s",
+                scope["method"], scope["path"], status,
+                1000 * (time.perf_counter() - started), rid, context.trace_id(),
+            )  # fmt: skip
             context.end_trace(trace_token)
             context.request_id.reset(rid_token)

@@ -51,14 +51,21 @@ def bearer(token: str) -> dict[str, str]:
 
 @asynccontextmanager
 async def running_api(settings: Settings) -> AsyncIterator[Api]:
-    async with fresh_database(settings) as db:
-        app = create_app(db)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://eatcloud.test") as c:
-            try:
-                yield Api(c, db, await app.state.resources.pool(), app.state.resources.redis())
-            finally:
-                await app.state.resources.close()
+    """The API on a fresh database of its own."""
+    async with fresh_database(settings) as db, api_on(db) as api:
+        yield api
+
+
+@asynccontextmanager
+async def api_on(db: Settings) -> AsyncIterator[Api]:
+    """The API (in-process, driven by httpx) on the database of ``db``."""
+    app = create_app(db)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://eatcloud.test") as c:
+        try:
+            yield Api(c, db, await app.state.resources.pool(), app.state.resources.redis())
+        finally:
+            await app.state.resources.close()
 
 
 async def approved_store(

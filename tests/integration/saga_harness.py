@@ -35,6 +35,7 @@ def saga_worker(
             "EATCLOUD_WORKER__WEB_PORT": str(free_port()),
             "EATCLOUD_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
             "EATCLOUD_WORKER__OUTBOX_RELAY": "false",
+            "EATCLOUD_WORKER__PROJECTIONS": "false",
             **env,
         },
         tmp_path / f"{name}.log",

@@ -1,0 +1,243 @@
+"""Orders as read (CQRS read models) and the actions on them (commands through the outbox)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+import uuid
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, Field
+
+from eatcloud.api.catalogue import Accepted, owned_store
+from eatcloud.api.deps import Admin, Caller, Customer, Manager, Pool
+from eatcloud.api.security import Principal, Role
+from eatcloud.errors import NotFound
+from eatcloud.observability.context import trace_headers
+from eatcloud.postgres import read_models as rm
+from eatcloud.postgres.outbox import enqueue
+from eatcloud.streams import records as r
+
+router = APIRouter(prefix="/api/v1", tags=["orders"])
+
+Status = Literal["PENDING", "PAID", "ACCEPTED", "COMPLETED", "CANCELLED", "REJECTED"]
+_RANK = {"PENDING": 0, "PAID": 1, "ACCEPTED": 2, "COMPLETED": 3}
+_ENDED = {"COMPLETED", "CANCELLED", "REJECTED"}
+
+
+class OrderLineView(BaseModel):
+    menu_id: str
+    quantity: int
+    unit_price: int
+
+
+class OrderView(BaseModel):
+    order_id: str
+    customer_id: str
+    store_id: str
+    status: Status
+    reason: str
+    total: int
+    points: int
+    lines: list[OrderLineView]
+    placed_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class TimelineEntry(BaseModel):
+    type: str
+    status: Status
+    reason: str
+    occurred_at: dt.datetime
+
+
+class CancelIn(BaseModel):
+    reason: str = Field(default="", max_length=500)
+
+
+def _reached(status: str, wanted: str) -> bool:
+    return status == wanted or status in _ENDED or _RANK.get(status, -1) >= _RANK.get(wanted, 99)
+
+
+async def _command_side(db: Any, order_id: str) -> dict[str, Any] | None:
+    """An order checkout accepted that no event has reached the read model for yet."""
+    try:
+        oid = uuid.UUID(order_id)
+    except ValueError:
+        return None
+    row = await db.fetchrow("SELECT * FROM orders WHERE id = $1", oid)
+    if row is None:
+        return None
+    return {
+        "order_id": order_id,
+        "customer_id": str(row["customer_id"]),
+        "store_id": str(row["store_id"]),
+        "status": "PENDING",
+        "reason": "",
+        "total": row["total"],
+        "points": row["points"],
+        "lines": row["lines"],
+        "placed_at": row["created_at"],
+        "updated_at": row["created_at"],
+    }
+
+
+async def _visible(db: Any, order_id: str, who: Principal) -> dict[str, Any]:
+    """The order if the caller may see it: its customer, its store's manager, or an admin."""
+    order = await rm.order_view(db, order_id) or await _command_side(db, order_id)
+    if order is None:
+        raise NotFound("no such order")
+    if who.role is Role.ADMIN or (
+        who.role is Role.CUSTOMER and order["customer_id"] == who.user_id
+    ):
+        return order
+    if who.role is Role.MANAGER:
+        manager = await db.fetchval(
+            "SELECT manager_id::text FROM stores WHERE id::text = $1", order["store_id"]
+        )
+        if manager == who.user_id:
+            return order
+    raise NotFound("no such order")  # someone else's order: not even its existence
+
+
+@router.get("/orders/{order_id}", response_model=OrderView, summary="An order, from the read model")
+async def get_order(
+    order_id: str,
+    response: Response,
+    db: Pool,
+    who: Caller,
+    wait: Annotated[
+        Status | None, Query(description="long-poll until this status (or an end)")
+    ] = None,
+    # The query parameter the API promises (?wait=PAID&timeout=5), not an asyncio timeout.
+    timeout: Annotated[float, Query(ge=0, le=30, description="seconds to wait at most")] = 10.0,  # noqa: ASYNC109
+) -> dict[str, Any]:
+    order = await _visible(db, order_id, who)
+    if wait is None:
+        return order
+    deadline, pause = time.monotonic() + timeout, 0.05
+    while not _reached(order["status"], wait) and time.monotonic() < deadline:
+        await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        pause = min(pause * 1.5, 0.5)
+        order = await _visible(db, order_id, who)
+    if not _reached(order["status"], wait):
+        response.headers["X-Wait-Timed-Out"] = "true"
+    return order
+
+
+@router.get("/orders/{order_id}/timeline", response_model=list[TimelineEntry])
+async def order_timeline(order_id: str, db: Pool, who: Caller) -> list[dict[str, Any]]:
+    await _visible(db, order_id, who)
+    return await rm.timeline(db, order_id)
+
+
+Page = Annotated[int, Query(ge=1, le=10_000)]
+Size = Annotated[int, Query(ge=1, le=100)]
+
+
+@router.get("/orders", response_model=list[OrderView], summary="The caller's orders")
+async def my_orders(
+    db: Pool, who: Customer, page: Page = 1, size: Size = 20
+) -> list[dict[str, Any]]:
+    return await rm.orders_where(db, customer_id=who.user_id, limit=size, offset=(page - 1) * size)
+
+
+@router.get("/stores/{store_id}/orders", response_model=list[OrderView])
+async def store_orders(
+    store_id: str,
+    db: Pool,
+    who: Manager,
+    status: Status | None = None,
+    page: Page = 1,
+    size: Size = 20,
+) -> list[dict[str, Any]]:
+    await owned_store(db, store_id, who)
+    return await rm.orders_where(
+        db, store_id=store_id, status=status, limit=size, offset=(page - 1) * size
+    )
+
+
+@router.get("/admin/orders", response_model=list[OrderView], summary="Search every order")
+async def admin_orders(
+    db: Pool,
+    who: Admin,
+    status: Status | None = None,
+    customer_id: str | None = None,
+    store_id: str | None = None,
+    page: Page = 1,
+    size: Size = 20,
+) -> list[dict[str, Any]]:
+    return await rm.orders_where(
+        db,
+        customer_id=customer_id,
+        store_id=store_id,
+        status=status,
+        limit=size,
+        offset=(page - 1) * size,
+    )
+
+
+async def _send(db: Any, command: r.Record) -> Accepted:
+    async with db.acquire() as conn, conn.transaction():
+        await enqueue(conn, command, aggregate_type="order", headers=trace_headers())
+    return Accepted(command=command.type, event_id=command.event_id)  # type: ignore[attr-defined]
+
+
+@router.post(
+    "/orders/{order_id}/cancel",
+    status_code=202,
+    response_model=Accepted,
+    summary="Cancel my order (allowed until the store accepts it)",
+)
+async def cancel_mine(order_id: str, body: CancelIn, db: Pool, who: Customer) -> Accepted:
+    await _visible(db, order_id, who)
+    return await _send(
+        db,
+        r.CancelOrder(
+            order_id=order_id,
+            by=r.Actor.CUSTOMER,
+            reason=body.reason or "cancelled by the customer",
+        ),
+    )
+
+
+@router.post(
+    "/stores/{store_id}/orders/{order_id}/{action}",
+    status_code=202,
+    response_model=Accepted,
+    summary="The store accepts, completes or cancels an order",
+)
+async def store_action(
+    store_id: str,
+    order_id: str,
+    action: Literal["accept", "complete", "cancel"],
+    db: Pool,
+    who: Manager,
+    body: CancelIn | None = None,
+) -> Accepted:
+    await owned_store(db, store_id, who)
+    order = await _visible(db, order_id, who)
+    if order["store_id"] != store_id:
+        raise NotFound("no such order in this store")
+    command: r.Record
+    if action == "accept":
+        command = r.AcceptOrder(order_id=order_id, store_id=store_id)
+    elif action == "complete":
+        command = r.CompleteOrder(order_id=order_id, store_id=store_id)
+    else:
+        reason = (body.reason if body else "") or "cancelled by the store"
+        command = r.CancelOrder(order_id=order_id, by=r.Actor.STORE, reason=reason)
+    return await _send(db, command)
+
+
+@router.post("/admin/orders/{order_id}/cancel", status_code=202, response_model=Accepted)
+async def admin_cancel(order_id: str, body: CancelIn, db: Pool, who: Admin) -> Accepted:
+    await _visible(db, order_id, who)
+    return await _send(
+        db,
+        r.CancelOrder(
+            order_id=order_id, by=r.Actor.ADMIN, reason=body.reason or "cancelled by an admin"
+        ),
+    )

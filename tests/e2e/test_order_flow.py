@@ -1,0 +1,221 @@
+"""An order's whole life through HTTP: checkout -> outbox -> relay -> saga -> projections -> GET.
+
+One real worker (saga agents, outbox relay, projections) on the real broker, the API
+in-process on the same fresh PostgreSQL database and the real Redis. The worker runs with a
+short store-acceptance deadline (8 s) so the timeout path finishes quickly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from eatcloud.settings import Settings
+from tests.integration.api_harness import Api, api_on, approved_store, bearer
+from tests.integration.databases import fresh_database
+from tests.integration.saga_harness import saga_worker, unique_prefix
+from tests.integration.workers import WorkerProcess
+
+ACCEPT_TIMEOUT = 8
+
+
+@dataclass
+class Platform:
+    api: Api
+    worker: WorkerProcess
+    manager: dict[str, str]
+    admin: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+async def platform(
+    stack: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Platform]:
+    async with fresh_database(stack) as db:
+        worker = saga_worker(
+            tmp_path_factory.mktemp("e2e"),
+            stack.kafka.bootstrap_servers,
+            unique_prefix("e2e"),
+            EATCLOUD_POSTGRES__DATABASE=db.postgres.database,
+            EATCLOUD_WORKER__OUTBOX_RELAY="true",
+            EATCLOUD_WORKER__PROJECTIONS="true",
+            EATCLOUD_SAGA__ACCEPT_TIMEOUT_SECONDS=str(ACCEPT_TIMEOUT),
+            EATCLOUD_SAGA__STEP_TIMEOUT_SECONDS="5",
+        )
+        worker.start()
+        try:
+            async with api_on(db) as api:
+                manager, admin = await api.account("MANAGER"), await api.account("ADMIN")
+                yield Platform(api, worker, manager, admin)
+        finally:
+            worker.stop()
+            print(worker.tail(80))
+
+
+async def menu_with_stock(p: Platform, price: int, stock: int) -> tuple[str, str]:
+    """A new approved store with one menu of ``stock`` units, once the stock agent has it."""
+    store = await approved_store(p.api, p.manager, p.admin, name=f"S {uuid.uuid4().hex[:6]}")
+    made = await p.api.client.post(
+        f"/api/v1/stores/{store['id']}/menus",
+        json={"name": "Galbi", "price": price, "initial_stock": stock},
+        headers=bearer(p.manager["access_token"]),
+    )
+    assert made.status_code == 201, made.text
+    store_id, menu_id = str(store["id"]), made.json()["id"]
+    deadline = time.monotonic() + 90  # the first one waits for the worker to join its group
+    while time.monotonic() < deadline:
+        on_hand = await p.api.pool.fetchval(
+            "SELECT on_hand FROM stock_view WHERE store_id = $1 AND menu_id = $2",
+            store_id,
+            menu_id,
+        )
+        if on_hand == stock:
+            return store_id, menu_id
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"stock never reached the stock view\n{p.worker.tail(60)}")
+
+
+async def place(
+    p: Platform, customer: dict[str, str], store: str, menu: str, qty: int = 1, **headers: str
+) -> Any:
+    return await p.api.client.post(
+        "/api/v1/orders",
+        json={
+            "store_id": store,
+            "lines": [{"menu_id": menu, "quantity": qty}],
+            "delivery_address": "1 Main St",
+        },
+        headers={**bearer(customer["access_token"]), **headers},
+    )
+
+
+async def wait(p: Platform, who: dict[str, str], order_id: str, status: str) -> dict[str, Any]:
+    got = await p.api.client.get(
+        f"/api/v1/orders/{order_id}",
+        params={"wait": status, "timeout": 30},
+        headers=bearer(who["access_token"]),
+    )
+    assert got.status_code == 200, got.text
+    body: dict[str, Any] = got.json()
+    return body
+
+
+async def test_checkout_to_completed_through_http(
+    platform: Platform, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="eatcloud.api.access")
+    p = platform
+    store, menu = await menu_with_stock(p, price=12_000, stock=5)
+    customer = await p.api.account()
+    placed = await place(p, customer, store, menu, qty=2, **{"X-Request-ID": "e2e-req-1"})
+    assert placed.status_code == 202, placed.text
+    order_id = placed.json()["order_id"]
+
+    paid = await wait(p, customer, order_id, "PAID")
+    assert paid["status"] == "PAID", paid
+    manager = bearer(p.manager["access_token"])
+    accept = await p.api.client.post(
+        f"/api/v1/stores/{store}/orders/{order_id}/accept", headers=manager
+    )
+    assert accept.status_code == 202, accept.text
+    assert (await wait(p, customer, order_id, "ACCEPTED"))["status"] == "ACCEPTED"
+    await p.api.client.post(f"/api/v1/stores/{store}/orders/{order_id}/complete", headers=manager)
+    done = await wait(p, customer, order_id, "COMPLETED")
+    assert done["status"] == "COMPLETED"
+
+    timeline = await p.api.client.get(
+        f"/api/v1/orders/{order_id}/timeline", headers=bearer(customer["access_token"])
+    )
+    assert [e["status"] for e in timeline.json()] == ["PENDING", "PAID", "ACCEPTED", "COMPLETED"]
+    stock = await p.api.pool.fetchrow(
+        "SELECT on_hand, reserved, sold FROM stock_view WHERE store_id = $1", store
+    )
+    assert dict(stock) == {"on_hand": 3, "reserved": 0, "sold": 2}
+    sales = await p.api.pool.fetchrow(
+        "SELECT orders, revenue FROM store_sales WHERE store_id = $1", store
+    )
+    assert dict(sales) == {"orders": 1, "revenue": 24_000}
+    # One request id from the HTTP log line to the worker's projection log line.
+    http_lines = [r.getMessage() for r in caplog.records if r.name == "eatcloud.api.access"]
+    assert any(
+        line.startswith("POST /api/v1/orders 202") and "request_id=e2e-req-1" in line
+        for line in http_lines
+    ), http_lines
+    assert f"projected OrderPlaced order_id={order_id} request_id=e2e-req-1" in p.worker.tail(2000)
+
+
+async def test_a_declined_payment_ends_rejected(platform: Platform) -> None:
+    p = platform
+    store, menu = await menu_with_stock(p, price=10_013, stock=5)  # ends in 13: declined
+    customer = await p.api.account()
+    placed = await place(p, customer, store, menu)
+    ended = await wait(p, customer, placed.json()["order_id"], "PAID")
+    assert ended["status"] == "REJECTED" and "declined" in ended["reason"], ended
+    stock = await p.api.pool.fetchrow(
+        "SELECT on_hand, reserved, sold FROM stock_view WHERE store_id = $1", store
+    )
+    assert dict(stock) == {"on_hand": 5, "reserved": 0, "sold": 0}
+
+
+async def test_a_store_that_does_not_accept_in_time_cancels_with_refund(platform: Platform) -> None:
+    p = platform
+    store, menu = await menu_with_stock(p, price=7_000, stock=5)
+    customer = await p.api.account()
+    placed = await place(p, customer, store, menu)
+    order_id = placed.json()["order_id"]
+    assert (await wait(p, customer, order_id, "PAID"))["status"] == "PAID"
+    ended = await wait(p, customer, order_id, "CANCELLED")
+    assert ended["status"] == "CANCELLED", ended
+    stock = await p.api.pool.fetchrow(
+        "SELECT on_hand, reserved, sold FROM stock_view WHERE store_id = $1", store
+    )
+    assert dict(stock) == {"on_hand": 5, "reserved": 0, "sold": 0}
+
+
+async def test_a_flash_sale_through_http_sells_exactly_the_stock_and_409s_the_rest(
+    platform: Platform,
+) -> None:
+    p = platform
+    store, menu = await menu_with_stock(p, price=3_000, stock=5)
+    buyers = [await p.api.account() for _ in range(12)]
+    answers = await asyncio.gather(*(place(p, b, store, menu) for b in buyers))
+    accepted = [
+        (b, a.json()["order_id"])
+        for b, a in zip(buyers, answers, strict=True)
+        if a.status_code == 202
+    ]
+    refused = [a for a in answers if a.status_code == 409]
+    assert len(accepted) == 5 and len(refused) == 7, [a.text for a in answers]
+    assert all(a.json()["type"].endswith("/sold-out") for a in refused)
+    finals = [await wait(p, b, order_id, "PAID") for b, order_id in accepted]
+    assert [f["status"] for f in finals] == ["PAID"] * 5
+    stock = await p.api.pool.fetchrow(
+        "SELECT on_hand, reserved, sold FROM stock_view WHERE store_id = $1", store
+    )
+    assert dict(stock) == {"on_hand": 0, "reserved": 0, "sold": 5}
+
+
+async def test_customers_see_only_their_own_orders(platform: Platform) -> None:
+    p = platform
+    store, menu = await menu_with_stock(p, price=5_000, stock=5)
+    owner, stranger = await p.api.account(), await p.api.account()
+    order_id = (await place(p, owner, store, menu)).json()["order_id"]
+    theirs = await p.api.client.get(
+        f"/api/v1/orders/{order_id}", headers=bearer(stranger["access_token"])
+    )
+    other_manager = await p.api.account("MANAGER")
+    foreign = await p.api.client.get(
+        f"/api/v1/orders/{order_id}", headers=bearer(other_manager["access_token"])
+    )
+    mine = await p.api.client.get("/api/v1/orders", headers=bearer(owner["access_token"]))
+    assert theirs.status_code == foreign.status_code == 404
+    await wait(p, owner, order_id, "PAID")
+    mine = await p.api.client.get("/api/v1/orders", headers=bearer(owner["access_token"]))
+    assert [o["order_id"] for o in mine.json()] == [order_id]
