@@ -138,6 +138,15 @@ class AuthSettings(_Group):
     password_min_length: int = Field(default=8, ge=8)
 
 
+class RateLimitSettings(_Group):
+    """Token buckets: ``*_burst`` requests at once, refilled at ``*_per_minute``."""
+
+    login_burst: int = Field(default=5, ge=1)
+    login_per_minute: float = Field(default=10.0, gt=0)
+    checkout_burst: int = Field(default=10, ge=1)
+    checkout_per_minute: float = Field(default=60.0, gt=0)
+
+
 class StackSettings(_Group):
     """Where and how ``eatcloud stack`` runs the local services (development and CI only)."""
 
@@ -166,6 +175,7 @@ class Settings(BaseSettings):
     kinesis: KinesisSettings = KinesisSettings()
     api: ApiSettings = ApiSettings()
     auth: AuthSettings = AuthSettings()
+    rate_limit: RateLimitSettings = RateLimitSettings()
     stack: StackSettings = StackSettings()
 
     @model_validator(mode="after")

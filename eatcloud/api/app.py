@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from eatcloud.api import auth, catalogue, health, order_views, orders
+from eatcloud.api import auth, catalogue, health, order_views, orders, reviews
 from eatcloud.api.errors import install_error_handlers
 from eatcloud.api.middleware import RequestContext
 from eatcloud.api.resources import Resources
@@ -36,4 +36,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(catalogue.router)
     app.include_router(orders.router)
     app.include_router(order_views.router)
+    app.include_router(reviews.router)
     return app

@@ -7,9 +7,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Body
 from pydantic import BaseModel, ConfigDict, Field
 
-from eatcloud.api.deps import AppSettings, Auth, Caller, Pool
+from eatcloud.api.deps import AppSettings, Auth, Caller, Pool, Resources
 from eatcloud.api.security import Role, hash_password, verify_password
 from eatcloud.errors import NotFound, Unauthorized, Unprocessable
+from eatcloud.locks import rate_limit
 from eatcloud.postgres.users import create_user, user_by_email, user_by_id
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -58,27 +59,41 @@ async def signup(body: SignupRequest, db: Pool, settings: AppSettings) -> UserPu
         raise Unprocessable(
             f"the password needs at least {settings.auth.password_min_length} characters"
         )
-    user = await create_user(db, body.email, await hash_password(body.password), body.role,
-                             body.name)  # fmt: skip
+    user = await create_user(
+        db, body.email, await hash_password(body.password), body.role, body.name
+    )
     return UserPublic(id=user.id, email=user.email, name=user.name, role=Role(user.role))
 
 
-@router.post("/login", response_model=TokenResponse, summary="Exchange credentials for tokens")
-async def login(body: LoginRequest, db: Pool, auth: Auth) -> TokenResponse:
+@router.post(
+    "/login",
+    response_model=TokenResponse,
+    summary="Exchange credentials for tokens",
+    responses={429: {"description": "too many attempts for this e-mail; see Retry-After"}},
+)
+async def login(
+    body: LoginRequest, db: Pool, auth: Auth, settings: AppSettings, res: Resources
+) -> TokenResponse:
+    limits = settings.rate_limit
+    await rate_limit.take(
+        res.redis(), f"login:{body.email.lower()}", limits.login_burst, limits.login_per_minute
+    )
     user = await user_by_email(db, body.email)
     if not await verify_password(user.password_hash if user else None, body.password):
         raise Unauthorized("wrong e-mail or password")
     assert user is not None
     pair = await auth.open_session(user.id, Role(user.role))
-    return TokenResponse(access_token=pair.access_token, refresh_token=pair.refresh_token,
-                         expires_in=pair.expires_in)  # fmt: skip
+    return TokenResponse(
+        access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in
+    )
 
 
 @router.post("/refresh", response_model=TokenResponse, summary="Rotate the refresh token")
 async def refresh(body: Annotated[RefreshRequest, Body()], auth: Auth) -> TokenResponse:
     pair = await auth.refresh(body.refresh_token)
-    return TokenResponse(access_token=pair.access_token, refresh_token=pair.refresh_token,
-                         expires_in=pair.expires_in)  # fmt: skip
+    return TokenResponse(
+        access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in
+    )
 
 
 @router.post("/logout", status_code=204, summary="End this session (its tokens stop working)")

@@ -108,7 +108,7 @@ class Accepted(_Out):
     event_id: str
 
 
-def _visible(store: dict[str, Any], who: Principal) -> dict[str, Any]:
+def visible(store: dict[str, Any], who: Principal) -> dict[str, Any]:
     """Approved stores are public; others only to their manager and to admins (else 404)."""
     if (
         store["status"] == "APPROVED"
@@ -178,7 +178,7 @@ async def search(
 
 @router.get("/stores/{store_id}", response_model=Store)
 async def store(store_id: str, db: Pool, who: Caller) -> dict[str, Any]:
-    return _visible(await c.get_store(db, store_id), who)
+    return visible(await c.get_store(db, store_id), who)
 
 
 @router.patch("/stores/{store_id}", response_model=Store, summary="Change the caller's store")
@@ -208,7 +208,7 @@ async def decide_store(
 
 @router.get("/stores/{store_id}/menus", response_model=list[Menu])
 async def menus(store_id: str, db: Pool, who: Caller) -> list[dict[str, Any]]:
-    _visible(await c.get_store(db, store_id), who)
+    visible(await c.get_store(db, store_id), who)
     return await c.menus_of(db, store_id)
 
 

@@ -61,7 +61,7 @@ def _reached(status: str, wanted: str) -> bool:
     return status == wanted or status in _ENDED or _RANK.get(status, -1) >= _RANK.get(wanted, 99)
 
 
-async def _command_side(db: Any, order_id: str) -> dict[str, Any] | None:
+async def command_side(db: Any, order_id: str) -> dict[str, Any] | None:
     """An order checkout accepted that no event has reached the read model for yet."""
     try:
         oid = uuid.UUID(order_id)
@@ -86,7 +86,7 @@ async def _command_side(db: Any, order_id: str) -> dict[str, Any] | None:
 
 async def _visible(db: Any, order_id: str, who: Principal) -> dict[str, Any]:
     """The order if the caller may see it: its customer, its store's manager, or an admin."""
-    order = await rm.order_view(db, order_id) or await _command_side(db, order_id)
+    order = await rm.order_view(db, order_id) or await command_side(db, order_id)
     if order is None:
         raise NotFound("no such order")
     if who.role is Role.ADMIN or (

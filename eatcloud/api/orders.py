@@ -7,10 +7,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from eatcloud.api.deps import Customer, Pool, Resources
+from eatcloud.api.deps import AppSettings, Customer, Pool, Resources
 from eatcloud.checkout import CheckoutRequest, checkout
 from eatcloud.errors import Unprocessable
-from eatcloud.locks import cart
+from eatcloud.locks import cart, rate_limit
 from eatcloud.observability.context import trace_headers
 from eatcloud.postgres import catalogue as c
 
@@ -98,6 +98,7 @@ IdempotencyKey = Annotated[
     summary="Check out: place an order from the cart or from explicit lines",
     responses={
         409: {"description": "sold out, store closed, or another checkout in progress"},
+        429: {"description": "too many checkouts; see Retry-After"},
         422: {"description": "invalid order, or an Idempotency-Key reused with another body"},
     },
 )
@@ -107,8 +108,13 @@ async def place_order(
     db: Pool,
     who: Customer,
     res: Resources,
+    settings: AppSettings,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
+    limits = settings.rate_limit
+    await rate_limit.take(
+        res.redis(), f"checkout:{who.user_id}", limits.checkout_burst, limits.checkout_per_minute
+    )
     request = CheckoutRequest(
         store_id=body.store_id,
         lines=None if body.lines is None else tuple((ln.menu_id, ln.quantity) for ln in body.lines),

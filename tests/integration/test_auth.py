@@ -123,3 +123,19 @@ async def test_tampered_expired_unsigned_and_foreign_tokens_are_rejected(api: Ap
     missing = await api.client.get("/api/v1/auth/me")
     assert missing.status_code == 401
     assert (await api.client.get("/api/v1/auth/me", headers=bearer(token))).status_code == 200
+
+
+async def test_login_attempts_are_rate_limited_per_email_with_retry_after(api: Api) -> None:
+    account = await api.account()  # one login so far
+    burst = api.settings.rate_limit.login_burst
+    statuses = []
+    for _ in range(burst):
+        response = await api.client.post(
+            "/api/v1/auth/login", json={"email": account["email"], "password": "wrong guess!"}
+        )
+        statuses.append(response.status_code)
+    assert statuses == [401] * (burst - 1) + [429]
+    assert int(response.headers["retry-after"]) >= 1
+    assert problem_of(response)["type"].endswith("/rate-limited")  # type: ignore[union-attr]
+    other = await api.account()  # another e-mail has its own bucket
+    assert other["access_token"]

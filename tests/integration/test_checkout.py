@@ -210,3 +210,15 @@ async def test_the_stock_gate_refuses_sold_out_lines_with_409_before_the_outbox(
         "SELECT count(*) FROM orders WHERE customer_id = $1", uuid.UUID(customer["id"])
     )
     assert count == 1
+
+
+async def test_checkouts_are_rate_limited_per_customer(api: Api, shop: dict[str, Any]) -> None:
+    customer = await api.account()
+    auth = bearer(customer["access_token"])
+    burst = api.settings.rate_limit.checkout_burst
+    nowhere = {**_order(shop, 1), "store_id": str(uuid.uuid4())}
+    statuses = [
+        (await api.client.post("/api/v1/orders", json=nowhere, headers=auth)).status_code
+        for _ in range(burst + 1)
+    ]
+    assert statuses == [404] * burst + [429]
