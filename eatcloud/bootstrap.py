@@ -14,6 +14,7 @@ import faust
 from faust.streams import current_event
 from faust.types.enums import ProcessingGuarantee
 
+from eatcloud.observability.logging import logging_config
 from eatcloud.settings import Settings
 
 logger = logging.getLogger("eatcloud.bootstrap")
@@ -41,7 +42,8 @@ def make_faust_app(settings: Settings, **overrides: Any) -> faust.App:
         "web_bind": worker.web_host,
         "web_host": worker.web_host,
         "web_port": worker.web_port,
-        "loghandlers": [],
+        # JSON lines with request_id/trace_id/order_id, as the API writes (observability/).
+        "logging_config": logging_config(settings),
     }
     options.update(overrides)
     exactly_once = ProcessingGuarantee(options["processing_guarantee"]) is EXACTLY_ONCE

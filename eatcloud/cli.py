@@ -155,10 +155,7 @@ def _worker_argv(settings: Settings) -> list[str]:
 
 
 def _api_argv(settings: Settings) -> list[str]:
-    return [
-        sys.executable, "-m", "uvicorn", "--factory", "eatcloud.api.app:create_app",
-        "--host", settings.api.host, "--port", str(settings.api.port), "--no-access-log",
-    ]  # fmt: skip
+    return [sys.executable, "-m", "eatcloud.cli", "api"]
 
 
 @main.command()
@@ -170,9 +167,20 @@ def worker() -> None:
 
 @main.command()
 def api() -> None:
-    """Run the HTTP API under uvicorn."""
-    argv = _api_argv(get_settings())
-    os.execv(argv[0], argv)
+    """Run the HTTP API under uvicorn (JSON log lines; our middleware logs each request)."""
+    import uvicorn
+
+    from eatcloud.observability.logging import logging_config
+
+    settings = get_settings()
+    uvicorn.run(
+        "eatcloud.api.app:create_app",
+        factory=True,
+        host=settings.api.host,
+        port=settings.api.port,
+        log_config=logging_config(settings),
+        access_log=False,
+    )
 
 
 @main.command()

@@ -166,6 +166,8 @@ class Settings(BaseSettings):
 
     env: Literal["dev", "test", "prod"] = "dev"
     log_level: str = "INFO"
+    # json: one JSON object per line (production, log shippers); text: for a terminal.
+    log_format: Literal["json", "text"] = "json"
     kafka: KafkaSettings = KafkaSettings()
     worker: WorkerSettings = WorkerSettings()
     saga: SagaSettings = SagaSettings()

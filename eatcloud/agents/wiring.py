@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaError
 
 from eatcloud.domain.saga import SagaPolicy
 from eatcloud.errors import InfrastructureError, PoisonMessage
+from eatcloud.observability import context
 from eatcloud.payments.gateway import PaymentGateway
 from eatcloud.settings import Settings
 from eatcloud.streams import records as r
@@ -66,7 +67,16 @@ class Wiring:
     async def guarded(
         self, handle: Callable[[Any, Any], Awaitable[None]], event: Any, message: Any
     ) -> None:
-        """Run a handler; a bug it hits on this message sends the message to the DLQ."""
+        """Run a handler; a bug it hits on this message sends the message to the DLQ.
+
+        The handler runs in the message's context: its request id, trace and order id are in
+        every log line it writes (``observability``)."""
+        carried = {k: v.decode("latin-1") for k, v in _headers(event) if k in CARRIED}
+        ids = (
+            context.request_id.set(carried.get("x-request-id")),
+            context.order_id.set(getattr(message, "order_id", None)),
+        )
+        trace = context.start_trace(carried)
         try:
             await handle(event, message)
         except PoisonMessage as exc:
@@ -76,6 +86,10 @@ class Wiring:
         except Exception as exc:  # a bug meets this message: park it, keep the partition going
             log.exception("handler failed on %s", _coordinates(event))
             await self.dead_letter(event, PoisonMessage("handler_error", repr(exc)[:500]))
+        finally:
+            context.end_trace(trace)
+            context.request_id.reset(ids[0])
+            context.order_id.reset(ids[1])
 
     async def dead_letter(self, event: Any, error: PoisonMessage) -> None:
         message = event.message
