@@ -112,6 +112,39 @@ async def _migrate(settings: Settings) -> list[Migration]:
 
 
 @main.group()
+def projections() -> None:
+    """The read models (CQRS) built from the event log."""
+
+
+@projections.command("rebuild")
+@click.option("--yes", is_flag=True, help="do not ask for confirmation")
+def projections_rebuild(yes: bool) -> None:
+    """Empty the read models and replay order-events and stock-events from the start."""
+    import asyncio
+
+    from rich.progress import Progress
+
+    from eatcloud.postgres.rebuild import TABLES, rebuild
+
+    settings = get_settings()
+    if not yes:
+        click.confirm(f"Empty {', '.join(TABLES)} and replay every event?", abort=True)
+    with Progress(console=console) as bar:
+        tasks: dict[str, object] = {}
+
+        def progress(topic: str, done: int, total: int) -> None:
+            if topic not in tasks:
+                tasks[topic] = bar.add_task(topic, total=max(total, 1))
+            bar.update(tasks[topic], completed=done)  # type: ignore[arg-type]
+
+        result = asyncio.run(rebuild(settings, progress))
+    for topic, count in result.events.items():
+        say(f"{topic}: {count} events replayed")
+    if result.skipped:
+        say(f"[yellow]{result.skipped} undecodable events skipped[/]")
+
+
+@main.group()
 def users() -> None:
     """Accounts that cannot sign themselves up."""
 

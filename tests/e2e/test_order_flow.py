@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from eatcloud.postgres.rebuild import rebuild
 from eatcloud.settings import Settings
 from tests.integration.api_harness import Api, api_on, approved_store, bearer
 from tests.integration.databases import fresh_database
@@ -219,3 +220,47 @@ async def test_customers_see_only_their_own_orders(platform: Platform) -> None:
     await wait(p, owner, order_id, "PAID")
     mine = await p.api.client.get("/api/v1/orders", headers=bearer(owner["access_token"]))
     assert [o["order_id"] for o in mine.json()] == [order_id]
+
+
+SNAPSHOTS = {
+    "order_view": "SELECT * FROM order_view ORDER BY order_id",
+    "order_timeline": "SELECT * FROM order_timeline ORDER BY order_id, event_id",
+    "stock_view": "SELECT * FROM stock_view ORDER BY store_id, menu_id",
+    "store_sales": "SELECT * FROM store_sales ORDER BY store_id, day",
+}
+
+
+async def test_projections_rebuild_replays_the_log_into_identical_rows(
+    platform: Platform, stack: Settings
+) -> None:
+    """Runs last in this module: every order above has ended (or ends within the deadline)."""
+    p = platform
+    deadline = time.monotonic() + ACCEPT_TIMEOUT + 30
+    while await p.api.pool.fetchval(
+        "SELECT count(*) FROM order_view WHERE status NOT IN ('COMPLETED', 'CANCELLED', 'REJECTED')"
+    ):
+        assert time.monotonic() < deadline, "orders still open"
+        await asyncio.sleep(0.5)
+    await asyncio.sleep(1.0)  # the last events' projections land
+
+    async def snapshot() -> dict[str, list[dict[str, Any]]]:
+        return {
+            name: [dict(row) for row in await p.api.pool.fetch(sql)]
+            for name, sql in SNAPSHOTS.items()
+        }
+
+    before = await snapshot()
+    settings = p.api.settings.model_copy(
+        update={
+            "kafka": stack.kafka.model_copy(
+                update={"topic_prefix": p.worker.env["EATCLOUD_KAFKA__TOPIC_PREFIX"]}
+            )
+        }
+    )
+    seen: list[tuple[str, int, int]] = []
+    result = await rebuild(settings, lambda topic, done, total: seen.append((topic, done, total)))
+    after = await snapshot()
+    assert len(before["order_view"]) == 9 and len(before["stock_view"]) == 5
+    assert after == before
+    assert result.events["order-events"] == len(before["order_timeline"])
+    assert seen[-1][1] == seen[-1][2]  # progress reached its total

@@ -1,0 +1,99 @@
+"""Rebuild the read models from the event log: empty them, replay the topics from offset 0.
+
+Events are the source of truth (event sourcing); the read models are disposable. The replay
+reads every partition of ``order-events`` and ``stock-events`` from the beginning up to the
+end offsets seen at the start, and applies them with the projections' own functions. A worker
+running at the same time is harmless: ``processed_events`` makes each event apply once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from eatcloud.errors import PoisonMessage
+from eatcloud.postgres import create_pool
+from eatcloud.postgres import read_models as rm
+from eatcloud.settings import Settings
+from eatcloud.streams import records as r
+from eatcloud.streams import topics as t
+from eatcloud.streams.codec import Decoder
+
+TABLES = ("order_view", "order_timeline", "stock_view", "store_sales")
+Progress = Callable[[str, int, int], None]  # (topic, done, total)
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    events: dict[str, int]
+    skipped: int
+
+
+async def rebuild(settings: Settings, progress: Progress = lambda *_: None) -> Rebuilt:
+    pool = await create_pool(settings.postgres, max_size=2)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(f"TRUNCATE {', '.join(TABLES)}")
+            await conn.execute(
+                "DELETE FROM processed_events WHERE consumer = ANY($1::text[])",
+                [rm.ORDER_VIEW, rm.STOCK_VIEW],
+            )
+        counts, skipped = {}, 0
+        plan: list[tuple[str, Decoder[Any], Any]] = [
+            (t.STOCK_EVENTS, Decoder(r.StockLevelChanged), rm.apply_stock_events),
+            (t.ORDER_EVENTS, Decoder(r.OrderEventRecord), rm.apply_order_events),
+        ]
+        for topic, decoder, apply in plan:
+            name = settings.kafka.topic_prefix + topic
+            done, bad = await _replay(settings, name, decoder, pool, apply, progress)
+            counts[topic], skipped = done, skipped + bad
+        return Rebuilt(counts, skipped)
+    finally:
+        await pool.close()
+
+
+async def _replay(
+    settings: Settings,
+    topic: str,
+    decoder: Decoder[Any],
+    pool: Any,
+    apply: Any,
+    progress: Progress,
+) -> tuple[int, int]:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        if not partitions:
+            return 0, 0
+        start = await consumer.beginning_offsets(partitions)
+        end = await consumer.end_offsets(partitions)
+        total = sum(end[tp] - start[tp] for tp in partitions)
+        done = skipped = 0
+        progress(topic, 0, total)
+        while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=2000)
+            records = []
+            for tp, messages in batches.items():
+                for message in messages:
+                    if message.offset >= end[tp]:
+                        continue
+                    done += 1
+                    try:
+                        records.append(decoder(message.value))
+                    except PoisonMessage:
+                        skipped += 1
+            async with pool.acquire() as conn:
+                await apply(conn, records)
+            progress(topic, done, total)
+        return done, skipped
+    finally:
+        await consumer.stop()
