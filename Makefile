@@ -45,6 +45,10 @@ test: stack-up ## Run the whole test suite against the local stack
 bench: stack-up ## Saga benchmark (BENCH_ARGS="--orders 8000 --rate 0 --workers 1"); see docs/benchmarks.md
 	$(BIN)/python bench/saga.py $(BENCH_ARGS)
 
+.PHONY: bench-edge
+bench-edge: stack-up ## HTTP checkout and outbox relay benchmark (BENCH_ARGS="--seconds 10"); see docs/benchmarks.md
+	$(BIN)/python bench/edge.py $(BENCH_ARGS)
+
 .PHONY: lint
 lint: install ## ruff (lint + format check) and mypy --strict
 	$(BIN)/ruff check eatcloud tests

@@ -23,7 +23,7 @@ import orjson
 from eatcloud.errors import Conflict, NotFound, Unprocessable
 from eatcloud.locks import cart, gate
 from eatcloud.locks.lock import held
-from eatcloud.postgres.outbox import enqueue
+from eatcloud.postgres import outbox
 from eatcloud.streams import records as r
 
 LOCK_TTL_MS = 10_000
@@ -131,20 +131,21 @@ async def _priced(
         menu_ids = [uuid.UUID(m) for m, _ in lines]
     except ValueError as exc:
         raise Unprocessable("store_id and menu ids must be UUIDs") from exc
-    store = await pool.fetchrow("SELECT status, is_open FROM stores WHERE id = $1", sid)
-    if store is None or store["status"] != "APPROVED":
+    # The store and the ordered menus in one round trip (a store row with no menu rows when
+    # none of them matches).
+    rows = await pool.fetch(
+        """SELECT s.status, s.is_open, m.id AS menu_id, m.price, m.available
+           FROM stores s LEFT JOIN menus m
+             ON m.store_id = s.id AND m.id = ANY($2::uuid[]) AND m.deleted_at IS NULL
+           WHERE s.id = $1""",
+        sid,
+        menu_ids,
+    )
+    if not rows or rows[0]["status"] != "APPROVED":
         raise NotFound("no such store")
-    if not store["is_open"]:
+    if not rows[0]["is_open"]:
         raise Conflict("the store is closed")
-    menus = {
-        str(row["id"]): row
-        for row in await pool.fetch(
-            """SELECT id, price, available FROM menus
-               WHERE store_id = $1 AND id = ANY($2::uuid[]) AND deleted_at IS NULL""",
-            sid,
-            menu_ids,
-        )
-    }
+    menus = {str(row["menu_id"]): row for row in rows if row["menu_id"] is not None}
     for menu_id, _ in lines:
         if menu_id not in menus:
             raise Unprocessable(f"menu {menu_id} is not on this store's menu")
@@ -184,19 +185,33 @@ async def _record(
         "final_amount": place.final_amount,
         "fulfilment": request.fulfilment,
     }
+    # One statement, so one round trip and atomic by itself: the order row, its outbox row,
+    # and the NOTIFY that wakes the relay when it commits.
     try:
-        async with pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                """INSERT INTO orders (id, customer_id, store_id, lines, total, points,
-                       final_amount, fulfilment, delivery_address, idempotency_key,
-                       request_hash, response)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)""",
-                uuid.UUID(place.order_id), uuid.UUID(place.customer_id),
-                uuid.UUID(place.store_id), order["lines"], place.total_amount, place.points,
-                place.final_amount, request.fulfilment, request.delivery_address,
-                idempotency_key, fingerprint, order,
-            )  # fmt: skip
-            await enqueue(conn, place, aggregate_type="order", headers=headers)
+        await pool.execute(
+            f"""WITH new_order AS (
+                  INSERT INTO orders (id, customer_id, store_id, lines, total, points,
+                      final_amount, fulfilment, delivery_address, idempotency_key, request_hash,
+                      response)
+                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id),
+                new_row AS (
+                  INSERT INTO outbox {outbox.COLUMNS}
+                  SELECT $13, $14, $15, $16, $17, $18, $19 FROM new_order RETURNING id)
+                SELECT pg_notify('{outbox.CHANNEL}', '') FROM new_row""",
+            uuid.UUID(place.order_id),
+            uuid.UUID(place.customer_id),
+            uuid.UUID(place.store_id),
+            order["lines"],
+            place.total_amount,
+            place.points,
+            place.final_amount,
+            request.fulfilment,
+            request.delivery_address,
+            idempotency_key,
+            fingerprint,
+            order,
+            *outbox.row(place, "order", headers),
+        )
     except asyncpg.UniqueViolationError as exc:
         # The same key committed by a checkout whose lock had expired: it wins.
         raise Conflict("this Idempotency-Key was just used; retry to get its order") from exc

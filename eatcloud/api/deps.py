@@ -16,12 +16,12 @@ from eatcloud.settings import Settings
 _bearer = HTTPBearer(auto_error=False, description="An access token from /api/v1/auth/login")
 
 
-def resources(request: Request) -> _Resources:
+async def resources(request: Request) -> _Resources:
     found: _Resources = request.app.state.resources
     return found
 
 
-def settings(request: Request) -> Settings:
+async def settings(request: Request) -> Settings:
     found: Settings = request.app.state.settings
     return found
 
@@ -30,7 +30,7 @@ async def pool(res: Annotated[_Resources, Depends(resources)]) -> Any:
     return await res.pool()
 
 
-def authenticator(res: Annotated[_Resources, Depends(resources)]) -> Authenticator:
+async def authenticator(res: Annotated[_Resources, Depends(resources)]) -> Authenticator:
     return Authenticator(res.settings.auth, res.redis())
 
 

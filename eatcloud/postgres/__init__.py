@@ -25,6 +25,16 @@ async def _init_connection(conn: Any) -> None:
     )
 
 
+async def _keep_session(conn: Any) -> None:
+    """No reset when a connection goes back to the pool.
+
+    asyncpg's default reset is a round trip per release (advisory unlock, CLOSE ALL, UNLISTEN,
+    RESET ALL). Our code leaves no session state behind: transactions end with their block,
+    the relay's listener removes itself, and advisory locks are taken on dedicated
+    connections. Skipping it took a third of the round trips out of a checkout.
+    """
+
+
 async def create_pool(settings: PostgresSettings, *, min_size: int = 1, max_size: int = 10) -> Any:
     """An asyncpg pool whose connections speak jsonb as Python values."""
     return await asyncpg.create_pool(
@@ -32,5 +42,6 @@ async def create_pool(settings: PostgresSettings, *, min_size: int = 1, max_size
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
+        reset=_keep_session,
         command_timeout=30,
     )

@@ -16,21 +16,32 @@ from eatcloud.streams.topics import route
 CHANNEL = "eatcloud_outbox"
 
 
-async def enqueue(
-    conn: Any, record: r.Record, *, aggregate_type: str, headers: dict[str, str]
-) -> int:
-    """Add ``record`` to the outbox inside the caller's transaction; returns the row id."""
+# The outbox columns, for statements that insert a row together with other work.
+COLUMNS = "(aggregate_type, aggregate_id, topic, key, type, payload, headers)"
+
+
+def row(record: r.Record, aggregate_type: str, headers: dict[str, str]) -> tuple[Any, ...]:
+    """The values of ``record``'s outbox row, in ``COLUMNS`` order."""
     topic, key = route(record)
-    row_id: int = await conn.fetchval(
-        """INSERT INTO outbox (aggregate_type, aggregate_id, topic, key, type, payload, headers)
-           VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id""",
+    kind = record.type  # type: ignore[attr-defined]  # every concrete record has its literal type
+    return (
         aggregate_type,
         key,
         topic,
         key,
-        record.type,  # type: ignore[attr-defined]  # every concrete record has its literal type
+        kind,
         encode(record),
         {**headers, "event_id": record.event_id},
+    )
+
+
+async def enqueue(
+    conn: Any, record: r.Record, *, aggregate_type: str, headers: dict[str, str]
+) -> int:
+    """Add ``record`` to the outbox inside the caller's transaction; returns the row id."""
+    row_id: int = await conn.fetchval(
+        f"INSERT INTO outbox {COLUMNS} VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        *row(record, aggregate_type, headers),
     )
     # Delivered to listeners when (and only if) this transaction commits.
     await conn.execute("SELECT pg_notify($1, '')", CHANNEL)
