@@ -23,6 +23,7 @@ import orjson
 from eatcloud.errors import Conflict, NotFound, Unprocessable
 from eatcloud.locks import cart, gate
 from eatcloud.locks.lock import held
+from eatcloud.observability import context
 from eatcloud.postgres import outbox
 from eatcloud.streams import records as r
 
@@ -75,6 +76,7 @@ async def checkout(
             return done
         store_id, lines, from_cart = await _lines(redis, customer_id, request)
         place = await _priced(pool, customer_id, store_id, lines, request)
+        context.order_id.set(place.order_id)  # the request's log lines name the new order
         refusal = await gate.admit(redis, place.order_id, store_id, lines)
         if refusal is not None:
             raise SoldOut(refusal.menu_id, refusal.available)

@@ -24,6 +24,7 @@ class RequestContext:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         rid = context.clean_request_id(headers.get("x-request-id"))
         rid_token = context.request_id.set(rid)
+        oid_token = context.order_id.set(None)
         carrier = {k: headers[k] for k in ("traceparent", "tracestate") if k in headers}
         trace_token = context.start_trace(carrier)
         echo = [(b"x-request-id", rid.encode())]
@@ -45,9 +46,11 @@ class RequestContext:
             await self.app(scope, receive, send_with_ids)
         finally:
             log.info(
-                "%s %s %d %.1fms request_id=%s trace_id=%s",
+                "%s %s %d %.1fms request_id=%s trace_id=%s order_id=%s",
                 scope["method"], scope["path"], status,
                 1000 * (time.perf_counter() - started), rid, context.trace_id(),
+                context.order_id.get(),
             )  # fmt: skip
             context.end_trace(trace_token)
             context.request_id.reset(rid_token)
+            context.order_id.reset(oid_token)

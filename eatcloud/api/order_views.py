@@ -15,6 +15,7 @@ from eatcloud.api.catalogue import Accepted, owned_store
 from eatcloud.api.deps import Admin, Caller, Customer, Manager, Pool
 from eatcloud.api.security import Principal, Role
 from eatcloud.errors import NotFound
+from eatcloud.observability import context
 from eatcloud.observability.context import trace_headers
 from eatcloud.postgres import read_models as rm
 from eatcloud.postgres.outbox import enqueue
@@ -86,6 +87,7 @@ async def command_side(db: Any, order_id: str) -> dict[str, Any] | None:
 
 async def _visible(db: Any, order_id: str, who: Principal) -> dict[str, Any]:
     """The order if the caller may see it: its customer, its store's manager, or an admin."""
+    context.order_id.set(order_id)  # this request's log lines name the order
     order = await rm.order_view(db, order_id) or await command_side(db, order_id)
     if order is None:
         raise NotFound("no such order")

@@ -146,7 +146,9 @@ async def test_checkout_to_completed_through_http(
     # One request id from the HTTP log line to the worker's projection log line.
     http_lines = [r.getMessage() for r in caplog.records if r.name == "eatcloud.api.access"]
     assert any(
-        line.startswith("POST /api/v1/orders 202") and "request_id=e2e-req-1" in line
+        line.startswith("POST /api/v1/orders 202")
+        and "request_id=e2e-req-1" in line
+        and f"order_id={order_id}" in line
         for line in http_lines
     ), http_lines
     assert f"projected OrderPlaced order_id={order_id} request_id=e2e-req-1" in p.worker.tail(2000)
