@@ -76,3 +76,11 @@ def test_setting_exists_rejects_names_that_are_not_settings() -> None:
     assert not setting_exists("EATCLOUD_KAFKA__BOOTSTRAP")
     assert not setting_exists("EATCLOUD_NOPE")
     assert not setting_exists("EATCLOUD_ENV__X")
+
+
+def test_api_and_worker_start_after_the_schema_is_migrated(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert services["migrate"]["command"] == ["eatcloud", "db", "migrate"]
+    for name in ("api", "worker"):
+        needs = services[name]["depends_on"]["migrate"]
+        assert needs == {"condition": "service_completed_successfully"}, name
