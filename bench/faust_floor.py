@@ -162,6 +162,7 @@ if __name__ == "__main__":
             "EATCLOUD_KAFKA__BOOTSTRAP_SERVERS": args.bootstrap,
             "EATCLOUD_WORKER__OUTBOX_RELAY": "false",
             "EATCLOUD_WORKER__PROJECTIONS": "false",
+            "EATCLOUD_WORKER__KINESIS_FORWARDER": "false",
         }
         proc = start_worker(env, data)
         producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, linger_ms=5)

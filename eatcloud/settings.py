@@ -50,6 +50,8 @@ class WorkerSettings(_Group):
     outbox_relay: bool = True
     # Order and stock events -> the PostgreSQL read models and the Redis stock gate.
     projections: bool = True
+    # Order and stock events -> the Kinesis analytics stream.
+    kinesis_forwarder: bool = True
 
 
 class SagaSettings(_Group):
@@ -113,6 +115,9 @@ class KinesisSettings(_Group):
     region: str = "us-east-1"
     stream_name: str = "eatcloud-events"
     shard_count: int = Field(default=2, ge=1)
+    # The forwarder creates the stream at start-up when it is missing (off where the stream
+    # is managed elsewhere, e.g. by infrastructure code in AWS).
+    create_stream: bool = True
     # moto accepts any credentials; in AWS leave these unset and use the default chain.
     access_key_id: SecretStr | None = SecretStr("local-placeholder")
     secret_access_key: SecretStr | None = SecretStr("local-placeholder")

@@ -6,6 +6,7 @@
 - ``points``: points commands -> the customers' points and holds
 - ``outbox_relay`` (on the leader): the API's outbox rows in PostgreSQL -> their topics
 - ``order-projection``, ``stock-projection``: events -> PostgreSQL read models, Redis gate
+- ``kinesis-order-events``, ``kinesis-stock-events``: events -> the Kinesis analytics stream
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from eatcloud import tables
-from eatcloud.agents import orchestrator, payment, points, projections, relay, stock
+from eatcloud.agents import forwarder, orchestrator, payment, points, projections, relay, stock
 from eatcloud.agents.wiring import Wiring
 from eatcloud.domain.saga import SagaPolicy
 from eatcloud.payments.gateway import PaymentGateway, make_gateway
@@ -51,6 +52,8 @@ def register(app: Any, settings: Settings, gateway: PaymentGateway | None = None
         relay.register(app, settings)
     if settings.worker.projections:
         projections.register(wiring)
+    if settings.worker.kinesis_forwarder:
+        forwarder.register(wiring)
 
     @app.task  # type: ignore[untyped-decorator]  # faust is untyped
     async def declare_topics() -> None:

@@ -36,6 +36,7 @@ def saga_worker(
             "EATCLOUD_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
             "EATCLOUD_WORKER__OUTBOX_RELAY": "false",
             "EATCLOUD_WORKER__PROJECTIONS": "false",
+            "EATCLOUD_WORKER__KINESIS_FORWARDER": "false",
             **env,
         },
         tmp_path / f"{name}.log",
