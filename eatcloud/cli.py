@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import FrameType
 
 import click
@@ -145,6 +146,77 @@ def projections_rebuild(yes: bool) -> None:
 
 
 @main.group()
+def analytics() -> None:
+    """Figures per store from the Kinesis analytics stream."""
+
+
+_FROM = click.option(
+    "--from",
+    "start",
+    type=click.Choice(["latest", "trim-horizon"]),
+    default="latest",
+    show_default=True,
+    help="read new records only, or the whole stream",
+)
+
+
+@analytics.command("watch")
+@_FROM
+@click.option("--seconds", type=float, default=None, help="stop after this long (default: Ctrl-C)")
+@click.option("--interval", type=float, default=1.0, show_default=True)
+def analytics_watch(start: str, seconds: float | None, interval: float) -> None:
+    """A live table per store: orders/minute, revenue, basket, cancellations, time to accept."""
+    from rich.live import Live
+
+    from eatcloud.kinesis.analytics import Analytics
+    from eatcloud.kinesis.reader import StreamReader
+    from eatcloud.kinesis.streams import kinesis_client
+    from eatcloud.kinesis.views import table
+
+    settings = get_settings()
+    reader = StreamReader(
+        kinesis_client(settings),
+        settings.kinesis.stream_name,
+        "LATEST" if start == "latest" else "TRIM_HORIZON",
+    )
+    figures = Analytics()
+    until = None if seconds is None else time.monotonic() + seconds
+    try:
+        with Live(table(figures), console=console, refresh_per_second=4) as live:
+            while until is None or time.monotonic() < until:
+                for record in reader.poll():
+                    figures.feed(record)
+                live.update(table(figures))
+                time.sleep(interval)
+    except KeyboardInterrupt:
+        pass
+
+
+@analytics.command("report")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@_FROM
+def analytics_report(out: Path, start: str) -> None:
+    """Read the stream to its end and draw the figures over time as a PNG chart."""
+    from eatcloud.kinesis.analytics import Analytics
+    from eatcloud.kinesis.reader import StreamReader
+    from eatcloud.kinesis.streams import kinesis_client
+    from eatcloud.kinesis.views import chart, table
+
+    settings = get_settings()
+    reader = StreamReader(
+        kinesis_client(settings),
+        settings.kinesis.stream_name,
+        "LATEST" if start == "latest" else "TRIM_HORIZON",
+    )
+    figures = Analytics()
+    for record in reader.read_to_end():
+        figures.feed(record)
+    chart(figures, out)
+    console.print(table(figures))
+    say(f"chart written to {out}")
+
+
+@main.group()
 def users() -> None:
     """Accounts that cannot sign themselves up."""
 
@@ -182,9 +254,19 @@ async def _create_admin(settings: Settings, email: str, name: str, password: str
 def _worker_argv(settings: Settings) -> list[str]:
     level = settings.log_level.lower().replace("warning", "warn")
     return [
-        sys.executable, "-m", "faust", "-A", "eatcloud.app", "worker", "-l", level,
-        "--web-bind", settings.worker.web_host, "--web-port", str(settings.worker.web_port),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "faust",
+        "-A",
+        "eatcloud.app",
+        "worker",
+        "-l",
+        level,
+        "--web-bind",
+        settings.worker.web_host,
+        "--web-port",
+        str(settings.worker.web_port),
+    ]
 
 
 def _api_argv(settings: Settings) -> list[str]:
