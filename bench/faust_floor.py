@@ -163,6 +163,7 @@ if __name__ == "__main__":
             "EATCLOUD_WORKER__OUTBOX_RELAY": "false",
             "EATCLOUD_WORKER__PROJECTIONS": "false",
             "EATCLOUD_WORKER__KINESIS_FORWARDER": "false",
+            "EATCLOUD_WORKER__METRICS_PORT": "0",
         }
         proc = start_worker(env, data)
         producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, linger_ms=5)

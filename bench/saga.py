@@ -62,6 +62,7 @@ def start_workers(
             "EATCLOUD_WORKER__OUTBOX_RELAY": "false",
             "EATCLOUD_WORKER__PROJECTIONS": "false",
             "EATCLOUD_WORKER__KINESIS_FORWARDER": "false",
+            "EATCLOUD_WORKER__METRICS_PORT": "0",
             "EATCLOUD_WORKER__DATA_DIR": str(data / f"worker-{n}"),
         }
         argv = [

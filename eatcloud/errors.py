@@ -51,6 +51,7 @@ class Unprocessable(DomainError):
 class RateLimited(DomainError):
     """Too many requests; the caller may retry after ``retry_after`` seconds."""
 
-    def __init__(self, detail: str, retry_after: int) -> None:
+    def __init__(self, detail: str, retry_after: int, bucket: str = "") -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+        self.bucket = bucket  # which limit, for metrics (login, checkout)

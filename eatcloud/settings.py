@@ -45,6 +45,8 @@ class WorkerSettings(_Group):
     store: str = "rocksdb://"
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    # Prometheus metrics of this worker (0: off); bound to web_host.
+    metrics_port: int = Field(default=9101, ge=0, le=65535)
     # The leader publishes the API's outbox (PostgreSQL) to Kafka. Off for workers that must
     # not touch the configured database's outbox (the saga's own tests and benchmarks).
     outbox_relay: bool = True

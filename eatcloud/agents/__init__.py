@@ -14,7 +14,16 @@ from __future__ import annotations
 from typing import Any
 
 from eatcloud import tables
-from eatcloud.agents import forwarder, orchestrator, payment, points, projections, relay, stock
+from eatcloud.agents import (
+    forwarder,
+    orchestrator,
+    payment,
+    points,
+    projections,
+    relay,
+    stock,
+    telemetry,
+)
 from eatcloud.agents.wiring import Wiring
 from eatcloud.domain.saga import SagaPolicy
 from eatcloud.payments.gateway import PaymentGateway, make_gateway
@@ -54,6 +63,7 @@ def register(app: Any, settings: Settings, gateway: PaymentGateway | None = None
         projections.register(wiring)
     if settings.worker.kinesis_forwarder:
         forwarder.register(wiring)
+    telemetry.register(app, settings)
 
     @app.task  # type: ignore[untyped-decorator]  # faust is untyped
     async def declare_topics() -> None:

@@ -20,6 +20,7 @@ import orjson
 from eatcloud.agents.wiring import CARRIED, Wiring
 from eatcloud.kinesis.forwarder import Entry, KinesisForwarder
 from eatcloud.kinesis.streams import ensure_stream, kinesis_client
+from eatcloud.observability.metrics import metrics
 from eatcloud.streams import topics as t
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,15 @@ def register(wiring: Wiring) -> None:
         async def agent(stream: Any) -> None:
             async for events in stream.take_events(BATCH, within=WITHIN):
                 kinesis = await forwarder()
-                await kinesis.put(entry(topic, event) for event in events)
+                before = kinesis.stats.records
+                try:
+                    await kinesis.put(entry(topic, event) for event in events)
+                finally:
+                    bundle = metrics()
+                    bundle.kinesis_records.inc(kinesis.stats.records - before)
+                    for code in kinesis.stats.failed_entries:
+                        bundle.kinesis_failures.labels(code).inc()
+                    kinesis.stats.failed_entries.clear()
 
         agent.__name__ = f"kinesis_{topic.replace('-', '_')}"
         return agent

@@ -9,6 +9,7 @@ only ever written here, inside the agent.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Annotated, Any
 
@@ -17,6 +18,7 @@ from pydantic import Field
 from eatcloud.agents.schedule import Schedule, timers_may_run
 from eatcloud.agents.wiring import Wiring, guard_timer
 from eatcloud.domain.saga import SagaState, Step, decide
+from eatcloud.observability.metrics import metrics
 from eatcloud.streams import records as r
 from eatcloud.streams import topics as t
 from eatcloud.streams.codec import Decoder
@@ -46,6 +48,37 @@ class Deadlines(Schedule[str, Step]):
             self.track(order_id, state)
 
 
+_STATUS = {
+    "OrderPaid": "PAID",
+    "OrderAccepted": "ACCEPTED",
+    "OrderCompleted": "COMPLETED",
+    "OrderCancelled": "CANCELLED",
+    "OrderRejected": "REJECTED",
+}
+
+
+def compensation_reason(event: r.OrderCancelled | r.OrderRejected) -> str:
+    """A bounded label: customers' free-text cancel reasons must not become label values."""
+    if isinstance(event, r.OrderCancelled) and event.reason != "store_timeout":
+        return f"cancelled_by_{event.by.value.lower()}" if event.by else "cancelled"
+    return event.reason if re.fullmatch(r"[a-z_]{1,40}", event.reason) else "other"
+
+
+def observe(state: Any, message: Any, decision: Any, now: float) -> None:
+    """Saga metrics: step latency by outcome, orders reaching a status, compensations."""
+    bundle = metrics()
+    if state is not None and isinstance(message, r.Reply) and decision.state is not state:
+        bundle.saga_step_seconds.labels(state.step.value, type(message).__name__).observe(
+            max(0.0, now - state.updated_at)
+        )
+    for event in decision.events:
+        status = _STATUS.get(event.type)
+        if status is not None:
+            bundle.saga_outcomes.labels(status).inc()
+        if isinstance(event, r.OrderCancelled | r.OrderRejected):
+            bundle.compensations.labels(compensation_reason(event)).inc()
+
+
 def register(wiring: Wiring) -> Deadlines:
     app, tables, policy = wiring.app, wiring.tables, wiring.policy
     inbox = app.topic(
@@ -60,7 +93,9 @@ def register(wiring: Wiring) -> Deadlines:
 
     async def handle(event: Any, message: Any) -> None:
         state = tables.sagas.get(message.order_id)
-        decision = decide(state, message, time.time(), policy)
+        now = time.time()
+        decision = decide(state, message, now, policy)
+        observe(state, message, decision, now)
         if decision.state is not None and decision.state is not state:
             tables.sagas.put(message.order_id, decision.state)
             deadlines.track(message.order_id, decision.state)

@@ -26,8 +26,9 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from eatcloud.observability.metrics import metrics
 from eatcloud.postgres import create_pool
-from eatcloud.postgres.outbox import CHANNEL
+from eatcloud.postgres.outbox import CHANNEL, backlog
 from eatcloud.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ class OutboxRelay:
                 [row["id"] for row in rows],
             )
         self.published += len(rows)
+        metrics().outbox_published.inc(len(rows))
         return len(rows)
 
     async def run(self, keep_going: Callable[[], bool] = lambda: True) -> None:
@@ -149,7 +151,24 @@ async def _relay_while_leader(app: Any, settings: Settings) -> None:
         await producer.start()
         relay = OutboxRelay(pool, producer, topic_prefix=settings.kafka.topic_prefix)
         log.info("outbox relay: running (this worker is the leader)")
-        await relay.run(app.is_leader)
+        sampler = asyncio.create_task(_sample_backlog(pool, app.is_leader))
+        try:
+            await relay.run(app.is_leader)
+        finally:
+            sampler.cancel()
     finally:
         await producer.stop()
         await pool.close()
+
+
+async def _sample_backlog(pool: Any, keep_going: Callable[[], bool], every: float = 5.0) -> None:
+    """The outbox backlog and the age of its oldest row, for metrics and alerts."""
+    while keep_going():
+        try:
+            async with pool.acquire() as conn:
+                rows, age = await backlog(conn)
+            metrics().outbox_backlog.set(rows)
+            metrics().outbox_lag_seconds.set(age)
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("outbox backlog sample failed: %s", exc)
+        await asyncio.sleep(every)

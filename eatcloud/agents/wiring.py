@@ -20,6 +20,7 @@ from aiokafka.errors import KafkaError
 from eatcloud.domain.saga import SagaPolicy
 from eatcloud.errors import InfrastructureError, PoisonMessage
 from eatcloud.observability import context
+from eatcloud.observability.metrics import metrics
 from eatcloud.payments.gateway import PaymentGateway
 from eatcloud.settings import Settings
 from eatcloud.streams import records as r
@@ -106,6 +107,7 @@ class Wiring:
         await self.topics[t.dlq(unprefixed)].send(
             key=message.key, value=message.value, headers=headers
         )
+        metrics().dead_letters.labels(t.dlq(unprefixed), error.reason).inc()
         log.warning("poison message %s sent to %s: %s", _coordinates(event), t.dlq(source), error)
 
 

@@ -32,6 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(RequestContext)
     app.include_router(health.router)
+    app.include_router(health.metrics_router)
     app.include_router(auth.router)
     app.include_router(catalogue.router)
     app.include_router(orders.router)

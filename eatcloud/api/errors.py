@@ -22,6 +22,7 @@ from eatcloud.errors import (
     Unauthorized,
     Unprocessable,
 )
+from eatcloud.observability.metrics import metrics
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ async def _eatcloud_error(request: Request, exc: Exception) -> Response:
     if found is None:
         return await _unexpected_error(request, exc)
     status, slug = found
+    _count(exc)
     headers: dict[str, str] = {}
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
@@ -108,6 +110,17 @@ async def _eatcloud_error(request: Request, exc: Exception) -> Response:
     slug = getattr(exc, "slug", slug)
     extensions: dict[str, Any] = getattr(exc, "extensions", {})
     return problem(status, str(exc) or None, slug=slug, headers=headers or None, **extensions)
+
+
+def _count(exc: EatCloudError) -> None:
+    """Refusals worth watching: busy checkout locks, gate rejections, rate limits."""
+    bundle = metrics()
+    if isinstance(exc, RateLimited):
+        bundle.rate_limited.labels(exc.bucket).inc()
+    elif getattr(exc, "slug", None) == "sold-out":
+        bundle.gate_rejections.inc()
+    elif getattr(exc, "slug", None) == "lock-busy":
+        bundle.checkout_lock_busy.inc()
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from eatcloud.api.errors import json_response, problem
+from eatcloud.observability.metrics import metrics
 from eatcloud.probes import probe_all
 from eatcloud.settings import Settings
 
@@ -47,3 +48,14 @@ async def ready(request: Request) -> Response:
         unavailable=[r.name for r in failing],
         checks=checks,
     )
+
+
+metrics_router = APIRouter()
+
+
+@metrics_router.get("/metrics", include_in_schema=False)
+async def prometheus_metrics() -> Response:
+    """Prometheus exposition (HTTP, checkout refusals); not part of the public API."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    return Response(generate_latest(metrics().registry), media_type=CONTENT_TYPE_LATEST)

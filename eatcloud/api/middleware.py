@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from eatcloud.observability import context
+from eatcloud.observability.metrics import metrics
 
 log = logging.getLogger("eatcloud.api.access")
 
@@ -45,12 +46,21 @@ class RequestContext:
         try:
             await self.app(scope, receive, send_with_ids)
         finally:
+            elapsed = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", "unmatched")
+            bundle = metrics()
+            bundle.http_requests.labels(route, scope["method"], str(status)).inc()
+            bundle.http_seconds.labels(route, scope["method"]).observe(elapsed)
             log.info(
                 "%s %s %d %.1fms request_id=%s trace_id=%s order_id=%s",
-                scope["method"], scope["path"], status,
-                1000 * (time.perf_counter() - started), rid, context.trace_id(),
+                scope["method"],
+                scope["path"],
+                status,
+                1000 * elapsed,
+                rid,
+                context.trace_id(),
                 context.order_id.get(),
-            )  # fmt: skip
+            )
             context.end_trace(trace_token)
             context.request_id.reset(rid_token)
             context.order_id.reset(oid_token)

@@ -14,6 +14,12 @@ from eatcloud.errors import Conflict, InfrastructureError
 from eatcloud.locks import script
 
 
+class LockBusy(Conflict):
+    """Someone else holds the lock."""
+
+    slug = "lock-busy"
+
+
 @asynccontextmanager
 async def held(redis: Any, key: str, ttl_ms: int, busy: str) -> AsyncIterator[str]:
     """Hold ``key`` for the block, or raise ``Conflict(busy)`` if someone else holds it.
@@ -27,7 +33,7 @@ async def held(redis: Any, key: str, ttl_ms: int, busy: str) -> AsyncIterator[st
     except RedisError as exc:
         raise InfrastructureError(f"lock store: {exc}") from exc
     if not got:
-        raise Conflict(busy)
+        raise LockBusy(busy)
     try:
         yield token
     finally:

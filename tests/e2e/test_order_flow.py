@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
@@ -25,7 +26,7 @@ from tests.integration.api_harness import Api, api_on, approved_store, bearer
 from tests.integration.databases import fresh_database
 from tests.integration.saga_harness import saga_worker, unique_prefix
 from tests.integration.test_kinesis_forwarder import read_all
-from tests.integration.workers import WorkerProcess
+from tests.integration.workers import WorkerProcess, free_port
 
 ACCEPT_TIMEOUT = 8
 
@@ -51,6 +52,7 @@ async def platform(
             EATCLOUD_WORKER__OUTBOX_RELAY="true",
             EATCLOUD_WORKER__PROJECTIONS="true",
             EATCLOUD_WORKER__KINESIS_FORWARDER="true",
+            EATCLOUD_WORKER__METRICS_PORT=str(free_port()),
             EATCLOUD_SAGA__ACCEPT_TIMEOUT_SECONDS=str(ACCEPT_TIMEOUT),
             EATCLOUD_SAGA__STEP_TIMEOUT_SECONDS="5",
             EATCLOUD_KINESIS__STREAM_NAME=f"e2e-{uuid.uuid4().hex[:8]}",
@@ -189,6 +191,42 @@ async def test_order_events_reach_kinesis_in_order_with_their_trace_headers(
         r for _, r in records if r["topic"] == "stock-events" and r["event"]["store_id"] == store
     ]
     assert [r["event"]["change"] for r in stock] == ["adjusted", "reserved", "committed"]
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in a Prometheus exposition (0 when absent)."""
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        head, _, value = line.rpartition(" ")
+        if head == (f"{name}{{{want}}}" if labels else name):
+            return float(value)
+    return 0.0
+
+
+async def test_the_worker_and_the_api_expose_their_metrics(platform: Platform) -> None:
+    """Runs after an order completed above: the worker counted it, and the API its requests."""
+    p = platform
+    port = p.worker.env["EATCLOUD_WORKER__METRICS_PORT"]
+    deadline = time.monotonic() + 15  # the lag gauges are sampled every 5 s
+    async with httpx.AsyncClient() as client:
+        while True:
+            worker = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+            if "eatcloud_consumer_lag{" in worker or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+    assert metric(worker, "eatcloud_saga_outcomes_total", status="COMPLETED") >= 1
+    assert metric(worker, "eatcloud_saga_outcomes_total", status="PAID") >= 1
+    assert metric(worker, "eatcloud_outbox_published_total") >= 1
+    assert metric(worker, "eatcloud_kinesis_records_total") >= 1
+    assert "eatcloud_saga_step_seconds_bucket" in worker
+    assert "eatcloud_consumer_lag{" in worker
+    api = (await p.api.client.get("/metrics")).text
+    assert (
+        metric(
+            api, "eatcloud_http_requests_total", method="POST", route="/api/v1/orders", status="202"
+        )
+        >= 1
+    )
 
 
 async def test_a_declined_payment_ends_rejected(platform: Platform) -> None:

@@ -37,6 +37,7 @@ def saga_worker(
             "EATCLOUD_WORKER__OUTBOX_RELAY": "false",
             "EATCLOUD_WORKER__PROJECTIONS": "false",
             "EATCLOUD_WORKER__KINESIS_FORWARDER": "false",
+            "EATCLOUD_WORKER__METRICS_PORT": "0",
             **env,
         },
         tmp_path / f"{name}.log",

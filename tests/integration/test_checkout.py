@@ -200,8 +200,10 @@ async def test_the_stock_gate_refuses_sold_out_lines_with_409_before_the_outbox(
     )
     customer = await api.account()
     auth = bearer(customer["access_token"])
+    rejected_before = _gate_rejections((await api.client.get("/metrics")).text)
     first = await api.client.post("/api/v1/orders", json=_order(shop, 0, 2), headers=auth)
     second = await api.client.post("/api/v1/orders", json=_order(shop, 0, 2), headers=auth)
+    assert _gate_rejections((await api.client.get("/metrics")).text) == rejected_before + 1
     assert first.status_code == 202, first.text
     assert second.status_code == 409, second.text
     assert second.json()["type"].endswith("/sold-out")
@@ -222,3 +224,10 @@ async def test_checkouts_are_rate_limited_per_customer(api: Api, shop: dict[str,
         for _ in range(burst + 1)
     ]
     assert statuses == [404] * burst + [429]
+
+
+def _gate_rejections(exposition: str) -> float:
+    for line in exposition.splitlines():
+        if line.startswith("eatcloud_stock_gate_rejections_total "):
+            return float(line.split()[-1])
+    raise AssertionError("eatcloud_stock_gate_rejections_total is not exposed")
