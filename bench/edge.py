@@ -29,6 +29,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -213,20 +214,22 @@ async def bench_http(db: Settings, args: argparse.Namespace, data: Path) -> None
                 ).json()["id"]
                 for i in range(3)
             ]
-            for menu in menus:  # known, ample stock: the gate's full path runs
-                await gate.apply(
-                    httpx_redis := _redis(db),
-                    r.StockLevelChanged(
-                        store_id=store["id"],
-                        menu_id=menu,
-                        change=r.StockChange.ADJUSTED,
-                        quantity=10**6,
-                        on_hand=10**6,
-                        reserved=0,
-                        sold=0,
-                    ),
+            # Known, ample stock for every menu: the gate's full path runs.
+            redis = aioredis.Redis.from_url(db.redis.url())
+            stock = [
+                r.StockLevelChanged(
+                    store_id=store["id"],
+                    menu_id=menu,
+                    change=r.StockChange.ADJUSTED,
+                    quantity=10**6,
+                    on_hand=10**6,
+                    reserved=0,
+                    sold=0,
                 )
-                await httpx_redis.aclose()
+                for menu in menus
+            ]
+            await gate.apply_all(redis, stock)
+            await redis.aclose()
             customers = [
                 await token(f"c{i}-{suffix}@bench.test", "CUSTOMER")
                 for i in range(args.concurrency * 4)
@@ -272,12 +275,6 @@ async def bench_http(db: Settings, args: argparse.Namespace, data: Path) -> None
             proc.terminate()
             proc.wait(timeout=30)
         await pool.close()
-
-
-def _redis(db: Settings) -> object:
-    import redis.asyncio as aioredis
-
-    return aioredis.Redis.from_url(db.redis.url())
 
 
 async def bench_relay(db: Settings, rows: int) -> None:

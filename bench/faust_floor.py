@@ -125,7 +125,6 @@ if __name__ == "__main__":
     import signal
     import socket
     import subprocess
-    import sys
     import tempfile
     import time
     import uuid
@@ -133,6 +132,8 @@ if __name__ == "__main__":
 
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from eatcloud.cli import faust_worker_argv
 
     HERE = Path(__file__).resolve().parent
     TOPICS = (
@@ -160,10 +161,6 @@ if __name__ == "__main__":
             "EATCLOUD_WORKER__APP_ID": prefix.rstrip("-"),
             "EATCLOUD_WORKER__DATA_DIR": str(data),
             "EATCLOUD_KAFKA__BOOTSTRAP_SERVERS": args.bootstrap,
-            "EATCLOUD_WORKER__OUTBOX_RELAY": "false",
-            "EATCLOUD_WORKER__PROJECTIONS": "false",
-            "EATCLOUD_WORKER__KINESIS_FORWARDER": "false",
-            "EATCLOUD_WORKER__METRICS_PORT": "0",
         }
         proc = start_worker(env, data)
         producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, linger_ms=5)
@@ -244,8 +241,7 @@ if __name__ == "__main__":
             shutil.rmtree(data, ignore_errors=True)
 
     def start_worker(env: dict[str, str], data: Path) -> subprocess.Popen[bytes]:
-        argv = [sys.executable, "-m", "faust", "-A", "faust_floor", "worker", "-l", "warn"]
-        argv += ["--web-bind", "127.0.0.1", "--web-port", str(free_port())]
+        argv = faust_worker_argv("faust_floor", "warn", "127.0.0.1", free_port())
         log = (data / "worker.log").open("wb")
         return subprocess.Popen(
             argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

@@ -33,6 +33,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from eatcloud.agents import SAGA_ONLY_ENV
+from eatcloud.cli import faust_worker_argv
 from eatcloud.streams import records as r
 from eatcloud.streams import topics as t
 from eatcloud.streams.codec import encode
@@ -59,26 +61,10 @@ def start_workers(
             "EATCLOUD_WORKER__APP_ID": prefix.rstrip("-"),
             "EATCLOUD_KAFKA__TOPIC_PREFIX": prefix,
             "EATCLOUD_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
-            "EATCLOUD_WORKER__OUTBOX_RELAY": "false",
-            "EATCLOUD_WORKER__PROJECTIONS": "false",
-            "EATCLOUD_WORKER__KINESIS_FORWARDER": "false",
-            "EATCLOUD_WORKER__METRICS_PORT": "0",
+            **SAGA_ONLY_ENV,
             "EATCLOUD_WORKER__DATA_DIR": str(data / f"worker-{n}"),
         }
-        argv = [
-            sys.executable,
-            "-m",
-            "faust",
-            "-A",
-            "eatcloud.app",
-            "worker",
-            "-l",
-            "warn",
-            "--web-bind",
-            "127.0.0.1",
-            "--web-port",
-            str(free_port()),
-        ]
+        argv = faust_worker_argv("eatcloud.app", "warn", "127.0.0.1", free_port())
         log = (data / f"worker-{n}.log").open("wb")
         procs.append(
             subprocess.Popen(

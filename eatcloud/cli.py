@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -17,6 +18,9 @@ from rich.table import Table
 
 from eatcloud.errors import StackError
 from eatcloud.postgres.migrate import Migration
+
+if TYPE_CHECKING:
+    from eatcloud.kinesis.reader import StreamReader
 from eatcloud.settings import Settings, get_settings
 
 console = Console(highlight=False)
@@ -160,6 +164,17 @@ _FROM = click.option(
 )
 
 
+def _stream_reader(start: str) -> StreamReader:
+    from eatcloud.kinesis.reader import StreamReader
+    from eatcloud.kinesis.streams import kinesis_client
+
+    settings = get_settings()
+    stream = settings.kinesis.stream_name
+    if start == "latest":
+        return StreamReader(kinesis_client(settings), stream, "LATEST")
+    return StreamReader(kinesis_client(settings), stream, "TRIM_HORIZON")
+
+
 @analytics.command("watch")
 @_FROM
 @click.option("--seconds", type=float, default=None, help="stop after this long (default: Ctrl-C)")
@@ -169,17 +184,9 @@ def analytics_watch(start: str, seconds: float | None, interval: float) -> None:
     from rich.live import Live
 
     from eatcloud.kinesis.analytics import Analytics
-    from eatcloud.kinesis.reader import StreamReader
-    from eatcloud.kinesis.streams import kinesis_client
     from eatcloud.kinesis.views import table
 
-    settings = get_settings()
-    reader = StreamReader(
-        kinesis_client(settings),
-        settings.kinesis.stream_name,
-        "LATEST" if start == "latest" else "TRIM_HORIZON",
-    )
-    figures = Analytics()
+    reader, figures = _stream_reader(start), Analytics()
     until = None if seconds is None else time.monotonic() + seconds
     try:
         with Live(table(figures), console=console, refresh_per_second=4) as live:
@@ -198,17 +205,9 @@ def analytics_watch(start: str, seconds: float | None, interval: float) -> None:
 def analytics_report(out: Path, start: str) -> None:
     """Read the stream to its end and draw the figures over time as a PNG chart."""
     from eatcloud.kinesis.analytics import Analytics
-    from eatcloud.kinesis.reader import StreamReader
-    from eatcloud.kinesis.streams import kinesis_client
     from eatcloud.kinesis.views import chart, table
 
-    settings = get_settings()
-    reader = StreamReader(
-        kinesis_client(settings),
-        settings.kinesis.stream_name,
-        "LATEST" if start == "latest" else "TRIM_HORIZON",
-    )
-    figures = Analytics()
+    reader, figures = _stream_reader(start), Analytics()
     for record in reader.read_to_end():
         figures.feed(record)
     chart(figures, out)
@@ -251,22 +250,16 @@ async def _create_admin(settings: Settings, email: str, name: str, password: str
     return user.id
 
 
+def faust_worker_argv(app: str, log_level: str, web_host: str, web_port: int) -> list[str]:
+    """``python -m faust -A <app> worker`` with a log level and a web server of its own."""
+    level = log_level.lower().replace("warning", "warn")
+    return [sys.executable, "-m", "faust", "-A", app, "worker", "-l", level,
+            "--web-bind", web_host, "--web-port", str(web_port)]  # fmt: skip
+
+
 def _worker_argv(settings: Settings) -> list[str]:
-    level = settings.log_level.lower().replace("warning", "warn")
-    return [
-        sys.executable,
-        "-m",
-        "faust",
-        "-A",
-        "eatcloud.app",
-        "worker",
-        "-l",
-        level,
-        "--web-bind",
-        settings.worker.web_host,
-        "--web-port",
-        str(settings.worker.web_port),
-    ]
+    worker = settings.worker
+    return faust_worker_argv("eatcloud.app", settings.log_level, worker.web_host, worker.web_port)
 
 
 def _api_argv(settings: Settings) -> list[str]:

@@ -30,6 +30,16 @@ from eatcloud.payments.gateway import PaymentGateway, make_gateway
 from eatcloud.settings import Settings
 from eatcloud.streams import topics as t
 
+# The environment of a worker that runs the saga and nothing around it: the saga's tests and
+# its benchmark, which must not touch the configured database's outbox or the analytics
+# stream, nor fight over the metrics port.
+SAGA_ONLY_ENV = {
+    "EATCLOUD_WORKER__OUTBOX_RELAY": "false",
+    "EATCLOUD_WORKER__PROJECTIONS": "false",
+    "EATCLOUD_WORKER__KINESIS_FORWARDER": "false",
+    "EATCLOUD_WORKER__METRICS_PORT": "0",
+}
+
 
 def policy_from(settings: Settings) -> SagaPolicy:
     saga = settings.saga

@@ -17,10 +17,9 @@ from typing import Any
 
 import orjson
 
-from eatcloud.agents.wiring import CARRIED, Wiring
+from eatcloud.agents.wiring import CARRIED, Wiring, header_text
 from eatcloud.kinesis.forwarder import Entry, KinesisForwarder
 from eatcloud.kinesis.streams import ensure_stream, kinesis_client
-from eatcloud.observability.metrics import metrics
 from eatcloud.streams import topics as t
 
 log = logging.getLogger(__name__)
@@ -31,11 +30,7 @@ _HEADERS = {*CARRIED, "event_id"}
 
 def entry(topic: str, event: Any) -> Entry:
     message = event.message
-    raw = message.headers or []
-    items = raw.items() if isinstance(raw, dict) else raw
-    headers = {
-        k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in items if k in _HEADERS
-    }
+    headers = {k: v for k, v in header_text(event).items() if k in _HEADERS}
     key = message.key.decode() if isinstance(message.key, bytes) else str(message.key)
     data = orjson.dumps(
         {"topic": topic, "event": orjson.Fragment(message.value), "headers": headers}
@@ -62,15 +57,7 @@ def register(wiring: Wiring) -> None:
         async def agent(stream: Any) -> None:
             async for events in stream.take_events(BATCH, within=WITHIN):
                 kinesis = await forwarder()
-                before = kinesis.stats.records
-                try:
-                    await kinesis.put(entry(topic, event) for event in events)
-                finally:
-                    bundle = metrics()
-                    bundle.kinesis_records.inc(kinesis.stats.records - before)
-                    for code in kinesis.stats.failed_entries:
-                        bundle.kinesis_failures.labels(code).inc()
-                    kinesis.stats.failed_entries.clear()
+                await kinesis.put(entry(topic, event) for event in events)
 
         agent.__name__ = f"kinesis_{topic.replace('-', '_')}"
         return agent

@@ -72,7 +72,7 @@ class Wiring:
 
         The handler runs in the message's context: its request id, trace and order id are in
         every log line it writes (``observability``)."""
-        carried = {k: v.decode("latin-1") for k, v in _headers(event) if k in CARRIED}
+        carried = {k: v for k, v in header_text(event).items() if k in CARRIED}
         ids = (
             context.request_id.set(carried.get("x-request-id")),
             context.order_id.set(getattr(message, "order_id", None)),
@@ -129,6 +129,11 @@ def guard_timer(name: str, tick: Callable[[], Awaitable[None]]) -> Callable[[], 
 
     guarded_tick.__name__ = name
     return guarded_tick
+
+
+def header_text(event: Any) -> dict[str, str]:
+    """The event's Kafka headers as text (trace context, event_id), for context and logs."""
+    return {k: v.decode("latin-1") for k, v in _headers(event)}
 
 
 def _headers(event: Any) -> Headers:

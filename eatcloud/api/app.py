@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from eatcloud.api import auth, catalogue, health, order_views, orders, reviews
 from eatcloud.api.errors import install_error_handlers
 from eatcloud.api.middleware import RequestContext
-from eatcloud.api.resources import Resources
+from eatcloud.resources import Resources
 from eatcloud.settings import Settings, get_settings
 
 

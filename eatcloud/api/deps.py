@@ -8,9 +8,9 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from eatcloud.api.resources import Resources as _Resources
 from eatcloud.api.security import Authenticator, Principal, Role
 from eatcloud.errors import Forbidden, Unauthorized
+from eatcloud.resources import Resources as _Resources
 from eatcloud.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="An access token from /api/v1/auth/login")

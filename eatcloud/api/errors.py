@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from eatcloud.checkout import SoldOut
 from eatcloud.errors import (
     Conflict,
     EatCloudError,
@@ -22,6 +23,7 @@ from eatcloud.errors import (
     Unauthorized,
     Unprocessable,
 )
+from eatcloud.locks.lock import LockBusy
 from eatcloud.observability.metrics import metrics
 
 log = logging.getLogger(__name__)
@@ -117,9 +119,9 @@ def _count(exc: EatCloudError) -> None:
     bundle = metrics()
     if isinstance(exc, RateLimited):
         bundle.rate_limited.labels(exc.bucket).inc()
-    elif getattr(exc, "slug", None) == "sold-out":
+    elif isinstance(exc, SoldOut):
         bundle.gate_rejections.inc()
-    elif getattr(exc, "slug", None) == "lock-busy":
+    elif isinstance(exc, LockBusy):
         bundle.checkout_lock_busy.inc()
 
 

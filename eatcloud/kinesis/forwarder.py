@@ -20,12 +20,13 @@ import asyncio
 import logging
 from collections import OrderedDict, deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from eatcloud.errors import InfrastructureError
+from eatcloud.observability.metrics import metrics
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,6 @@ class PutStats:
     records: int = 0
     retried: int = 0
     oversized: int = 0
-    failed_entries: list[str] = field(default_factory=list)  # error codes, for metrics
 
 
 def next_call(queues: OrderedDict[str, deque[Entry]]) -> list[Entry]:
@@ -107,7 +107,7 @@ class KinesisForwarder:
                     if not queue:
                         del queues[entry.partition_key]
                 else:
-                    self.stats.failed_entries.append(error)
+                    metrics().kinesis_failures.labels(error).inc()
             if any(failed):
                 retried = sum(1 for error in failed if error)
                 self.stats.retried += retried
@@ -132,5 +132,7 @@ class KinesisForwarder:
         self.stats.calls += 1
         results = response["Records"]
         errors = [result.get("ErrorCode") for result in results]
-        self.stats.records += sum(1 for error in errors if error is None)
+        put = sum(1 for error in errors if error is None)
+        self.stats.records += put
+        metrics().kinesis_records.inc(put)
         return errors

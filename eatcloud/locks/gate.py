@@ -56,31 +56,58 @@ async def admit(
 
 async def give_back(redis: Any, order_id: str) -> int:
     """Return the order's remaining holds to the counters; how many there were."""
+    return (await give_back_all(redis, [order_id]))[0]
+
+
+async def give_back_all(redis: Any, order_ids: list[str]) -> list[int]:
+    """``give_back`` for several orders in one round trip."""
+    returned = script(redis, "stock_gate_return")
     try:
-        return int(await script(redis, "stock_gate_return")(keys=[holds(order_id)]))
+        async with redis.pipeline(transaction=False) as pipe:
+            for order_id in order_ids:
+                await returned(keys=[holds(order_id)], client=pipe)
+            return [int(n) for n in await pipe.execute()]
     except RedisError as exc:
         raise InfrastructureError(f"stock gate: {exc}") from exc
 
 
 async def apply(redis: Any, event: r.StockLevelChanged) -> bool:
     """Move the counter by one stock event (once per event id); False for a duplicate."""
-    if event.change is r.StockChange.INSUFFICIENT:
-        if event.order_id:
-            await give_back(redis, event.order_id)
-        return True
-    keys = [
+    return (await apply_all(redis, [event]))[0]
+
+
+async def apply_all(redis: Any, events: list[r.StockLevelChanged]) -> list[bool]:
+    """``apply`` for a projection's batch of events, in order, in one round trip."""
+    applied, returned = script(redis, "stock_gate_apply"), script(redis, "stock_gate_return")
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            for event in events:
+                if event.change is r.StockChange.INSUFFICIENT:
+                    # The stock agent refused the order: its holds go back.
+                    await returned(keys=[holds(event.order_id or "-")], client=pipe)
+                else:
+                    await applied(keys=_apply_keys(event), args=_apply_args(event), client=pipe)
+            results = await pipe.execute()
+    except RedisError as exc:
+        raise InfrastructureError(f"stock gate: {exc}") from exc
+    insufficient = r.StockChange.INSUFFICIENT
+    return [e.change is insufficient or bool(n) for e, n in zip(events, results, strict=True)]
+
+
+def _apply_keys(event: r.StockLevelChanged) -> list[str]:
+    return [
         counter(event.store_id, event.menu_id),
         holds(event.order_id or "-"),
         f"gate:seen:{event.event_id}",
     ]
-    args = [
+
+
+def _apply_args(event: r.StockLevelChanged) -> list[Any]:
+    adjusted = event.change is r.StockChange.ADJUSTED
+    return [
         event.change.value,
-        abs(event.quantity) if event.change is not r.StockChange.ADJUSTED else event.quantity,
+        event.quantity if adjusted else abs(event.quantity),
         event.on_hand - event.reserved,
         1 if event.unlimited else 0,
         DEDUP_TTL_SECONDS,
     ]
-    try:
-        return bool(await script(redis, "stock_gate_apply")(keys=keys, args=args))
-    except RedisError as exc:
-        raise InfrastructureError(f"stock gate: {exc}") from exc

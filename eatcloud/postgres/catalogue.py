@@ -22,6 +22,20 @@ def _uuid(value: str, what: str) -> uuid.UUID:
         raise NotFound(f"no such {what}") from exc
 
 
+async def _update(
+    db: Any, table: str, row_id: uuid.UUID, changes: dict[str, Any], allowed: set[str]
+) -> None:
+    """Set the ``allowed`` columns named in ``changes`` (column names never come from input)."""
+    wanted = {k: v for k, v in changes.items() if k in allowed}
+    if wanted:
+        sets = ", ".join(f"{k} = ${n}" for n, k in enumerate(wanted, start=2))
+        await db.execute(
+            f"UPDATE {table} SET {sets}, updated_at = now() WHERE id = $1",
+            row_id,
+            *wanted.values(),
+        )
+
+
 def store_row(row: Any) -> dict[str, Any]:
     out = dict(row)
     out["id"], out["manager_id"] = str(out["id"]), str(out["manager_id"])
@@ -66,9 +80,15 @@ async def create_store(db: Any, manager_id: str, fields: dict[str, Any]) -> dict
                   VALUES ($1, $2, $3, $4, $5, $6, ST_SetSRID(ST_MakePoint($7, $8), 4326))
                   RETURNING *)
                 SELECT {_STORE_COLUMNS} FROM s""",
-            uuid.uuid4(), uuid.UUID(manager_id), fields["name"], fields["description"],
-            fields["category_code"], fields["address"], fields["lon"], fields["lat"],
-        )  # fmt: skip
+            uuid.uuid4(),
+            uuid.UUID(manager_id),
+            fields["name"],
+            fields["description"],
+            fields["category_code"],
+            fields["address"],
+            fields["lon"],
+            fields["lat"],
+        )
     except asyncpg.ForeignKeyViolationError as exc:
         raise Unprocessable(f"unknown category {fields['category_code']}") from exc
     return store_row(row)
@@ -84,16 +104,13 @@ async def get_store(db: Any, store_id: str) -> dict[str, Any]:
 
 
 async def update_store(db: Any, store_id: str, changes: dict[str, Any]) -> dict[str, Any]:
-    wanted = {
-        k: v for k, v in changes.items() if k in {"name", "description", "address", "is_open"}
-    }
-    sets = [f"{k} = ${n}" for n, k in enumerate(wanted, start=2)]
-    if sets:
-        await db.execute(
-            f"UPDATE stores SET {', '.join(sets)}, updated_at = now() WHERE id = $1",
-            _uuid(store_id, "store"),
-            *wanted.values(),
-        )
+    await _update(
+        db,
+        "stores",
+        _uuid(store_id, "store"),
+        changes,
+        {"name", "description", "address", "is_open"},
+    )
     return await get_store(db, store_id)
 
 
@@ -139,8 +156,12 @@ async def nearby(
               AND ST_DWithin(s.location, ST_SetSRID(ST_MakePoint($2, $1), 4326)::geography, $3)
             ORDER BY distance_m, s.id
             LIMIT $5""",
-        lat, lon, radius_m, category, limit,
-    )  # fmt: skip
+        lat,
+        lon,
+        radius_m,
+        category,
+        limit,
+    )
     return [{**store_row(r), "distance_m": round(r["distance_m"], 1)} for r in rows]
 
 
@@ -154,8 +175,10 @@ async def search(db: Any, q: str, page: int, size: int) -> tuple[list[dict[str, 
     rows = await db.fetch(
         f"""SELECT {_STORE_COLUMNS} FROM stores s WHERE {where}
             ORDER BY lower(s.name), s.id LIMIT $2 OFFSET $3""",
-        pattern, size, (page - 1) * size,
-    )  # fmt: skip
+        pattern,
+        size,
+        (page - 1) * size,
+    )
     return [store_row(r) for r in rows], int(total)
 
 
@@ -165,9 +188,13 @@ async def create_menu(db: Any, store_id: str, fields: dict[str, Any]) -> dict[st
               INSERT INTO menus (id, store_id, name, description, price, unlimited)
               VALUES ($1, $2, $3, $4, $5, $6) RETURNING *)
             SELECT {_MENU_COLUMNS} FROM m""",
-        uuid.uuid4(), uuid.UUID(store_id), fields["name"], fields["description"],
-        fields["price"], fields["unlimited"],
-    )  # fmt: skip
+        uuid.uuid4(),
+        uuid.UUID(store_id),
+        fields["name"],
+        fields["description"],
+        fields["price"],
+        fields["unlimited"],
+    )
     return menu_row(row)
 
 
@@ -196,16 +223,9 @@ async def update_menu(
     db: Any, store_id: str, menu_id: str, changes: dict[str, Any]
 ) -> dict[str, Any]:
     await get_menu(db, store_id, menu_id)
-    wanted = {
-        k: v for k, v in changes.items() if k in {"name", "description", "price", "available"}
-    }
-    sets = [f"{k} = ${n}" for n, k in enumerate(wanted, start=2)]
-    if sets:
-        await db.execute(
-            f"UPDATE menus SET {', '.join(sets)}, updated_at = now() WHERE id = $1",
-            uuid.UUID(menu_id),
-            *wanted.values(),
-        )
+    await _update(
+        db, "menus", uuid.UUID(menu_id), changes, {"name", "description", "price", "available"}
+    )
     return await get_menu(db, store_id, menu_id)
 
 

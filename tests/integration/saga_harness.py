@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from eatcloud.agents import SAGA_ONLY_ENV
 from eatcloud.streams import records as r
 from eatcloud.streams import topics as t
 from eatcloud.streams.codec import encode
@@ -34,10 +35,7 @@ def saga_worker(
             "EATCLOUD_WORKER__DATA_DIR": str(tmp_path / f"{name}-data"),
             "EATCLOUD_WORKER__WEB_PORT": str(free_port()),
             "EATCLOUD_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
-            "EATCLOUD_WORKER__OUTBOX_RELAY": "false",
-            "EATCLOUD_WORKER__PROJECTIONS": "false",
-            "EATCLOUD_WORKER__KINESIS_FORWARDER": "false",
-            "EATCLOUD_WORKER__METRICS_PORT": "0",
+            **SAGA_ONLY_ENV,
             **env,
         },
         tmp_path / f"{name}.log",

@@ -6,9 +6,10 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import uuid
 from pathlib import Path
+
+from eatcloud.cli import faust_worker_argv
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,20 +24,9 @@ class WorkerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        argv = [
-            sys.executable,
-            "-m",
-            "faust",
-            "-A",
-            self.module,
-            "worker",
-            "-l",
-            "info",
-            "--web-bind",
-            "127.0.0.1",
-            "--web-port",
-            self.env["EATCLOUD_WORKER__WEB_PORT"],
-        ]
+        argv = faust_worker_argv(
+            self.module, "info", "127.0.0.1", int(self.env["EATCLOUD_WORKER__WEB_PORT"])
+        )
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 argv,

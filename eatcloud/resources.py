@@ -1,6 +1,7 @@
-"""The API's connections (PostgreSQL pool, Redis client), opened on first use, closed at exit.
+"""A process's connections (PostgreSQL pool, Redis client), opened on first use, closed at exit.
 
-Opening lazily keeps ``create_app`` free of I/O: tests build apps for broken settings, and
+The API keeps one on its app state; the worker's projections share one. Opening lazily keeps
+``create_app`` and agent registration free of I/O: tests build apps for broken settings, and
 the readiness probe reports a missing dependency instead of the app failing to start.
 """
 
@@ -16,8 +17,9 @@ from eatcloud.settings import Settings
 
 
 class Resources:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, pool_size: int = 10) -> None:
         self.settings = settings
+        self.pool_size = pool_size
         self._pool: Any = None
         self._redis: aioredis.Redis | None = None
         self._lock = asyncio.Lock()
@@ -26,7 +28,7 @@ class Resources:
         if self._pool is None:
             async with self._lock:
                 if self._pool is None:
-                    self._pool = await create_pool(self.settings.postgres)
+                    self._pool = await create_pool(self.settings.postgres, max_size=self.pool_size)
         return self._pool
 
     def redis(self) -> aioredis.Redis:
