@@ -37,6 +37,7 @@ def make_faust_app(settings: Settings, **overrides: Any) -> faust.App:
         "broker_heartbeat_interval": kafka.heartbeat_interval_seconds,
         "broker_rebalance_timeout": kafka.rebalance_timeout_seconds,
         "broker_request_timeout": kafka.request_timeout_seconds,
+        "consumer_metadata_max_age_ms": int(kafka.metadata_max_age_seconds * 1000),
         "consumer_auto_offset_reset": "earliest",
         "producer_linger": kafka.producer_linger_ms / 1000,
         "web_bind": worker.web_host,
@@ -206,6 +207,8 @@ def _rewind_streams_before_they_resume(app: faust.App) -> None:
     async def rewind(*_: Any, **__: Any) -> None:
         consumer: Any = app.consumer  # private state of faust's Consumer, read below
         try:
+            if not consumer.assignment():  # nothing assigned (yet): nothing to rewind
+                return
             await consumer.perform_seek()
             committed = consumer._committed_offset  # None when never committed (or 0)
             streams = [

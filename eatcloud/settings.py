@@ -29,6 +29,10 @@ class KafkaSettings(_Group):
     heartbeat_interval_seconds: float = 1.0
     rebalance_timeout_seconds: float = 20.0
     request_timeout_seconds: float = 30.0
+    # How often a worker re-reads the cluster's metadata. A worker that joined its group before
+    # the broker listed its freshly created topics got no partitions, and only noticed them at
+    # the next refresh (aiokafka's default: 5 minutes).
+    metadata_max_age_seconds: float = Field(default=10.0, gt=0)
     topic_partitions: int = Field(default=4, ge=1)
     topic_replication_factor: int = Field(default=1, ge=1)
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"

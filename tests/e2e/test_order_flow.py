@@ -180,16 +180,19 @@ async def test_order_events_reach_kinesis_in_order_with_their_trace_headers(
             for key, r in records
             if r["topic"] == "order-events" and r["event"]["order_id"] == order_id
         ]
-        if len(mine) >= 2 or time.monotonic() > deadline:
+        # Order and stock events are forwarded by two agents: wait for both.
+        stock = [
+            r
+            for _, r in records
+            if r["topic"] == "stock-events" and r["event"]["store_id"] == store
+        ]
+        if (len(mine) >= 2 and len(stock) >= 3) or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.5)
     assert [r["event"]["type"] for _, r in mine] == ["OrderPlaced", "OrderPaid"], mine
     assert all(key == order_id for key, _ in mine)
     assert all(r["headers"]["x-request-id"] == "e2e-kinesis-1" for _, r in mine)
     assert all(r["headers"]["traceparent"].startswith("00-") for _, r in mine)
-    stock = [
-        r for _, r in records if r["topic"] == "stock-events" and r["event"]["store_id"] == store
-    ]
     assert [r["event"]["change"] for r in stock] == ["adjusted", "reserved", "committed"]
 
 

@@ -49,3 +49,15 @@ def test_settings_are_frozen() -> None:
     settings = Settings()
     with pytest.raises(ValidationError):
         settings.kafka.topic_partitions = 3  # type: ignore[misc]  # proving it is refused
+
+
+def test_the_worker_re_reads_cluster_metadata_at_the_configured_age(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    """A worker that joined before its topics were listed sees them at the next refresh."""
+    from eatcloud.bootstrap import make_faust_app
+
+    monkeypatch.setenv("EATCLOUD_KAFKA__METADATA_MAX_AGE_SECONDS", "7.5")
+    app = make_faust_app(Settings(), id="settings-test", datadir=str(tmp_path))
+    assert app.conf.consumer_metadata_max_age_ms == 7500
+    assert Settings.model_fields["kafka"].default.metadata_max_age_seconds <= 30
