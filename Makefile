@@ -21,6 +21,17 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 .PHONY: install
 install: $(STAMP) ## Make .venv and install EatCloud with its test and dev tools
 
+# helm for the chart tests, built from the Go module proxy (no other way to fetch it here).
+HELM_VERSION := v3.22.0
+HELM := .stack/tools/helm-$(HELM_VERSION)/helm
+
+$(HELM):
+	@command -v go >/dev/null || { echo "go is needed to build helm for the chart tests" >&2; exit 1; }
+	GOBIN=$(CURDIR)/$(dir $(HELM)) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+.PHONY: tools
+tools: $(HELM) ## Build the test tools (helm, for the chart tests) into .stack/tools
+
 .PHONY: stack-up
 stack-up: install ## Start the local stack (Kafka, PostgreSQL+PostGIS, Redis, Kinesis emulator)
 	$(BIN)/eatcloud stack up
@@ -38,7 +49,7 @@ run: install ## Start the stack, the worker and the API; Ctrl-C stops them
 	$(BIN)/eatcloud run
 
 .PHONY: test
-test: stack-up ## Run the whole test suite against the local stack
+test: stack-up tools ## Run the whole test suite against the local stack
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 .PHONY: bench

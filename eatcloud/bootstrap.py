@@ -38,6 +38,7 @@ def make_faust_app(settings: Settings, **overrides: Any) -> faust.App:
         "broker_rebalance_timeout": kafka.rebalance_timeout_seconds,
         "broker_request_timeout": kafka.request_timeout_seconds,
         "consumer_metadata_max_age_ms": int(kafka.metadata_max_age_seconds * 1000),
+        "consumer_group_instance_id": kafka.group_instance_id,
         "consumer_auto_offset_reset": "earliest",
         "producer_linger": kafka.producer_linger_ms / 1000,
         "web_bind": worker.web_host,

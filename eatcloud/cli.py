@@ -104,16 +104,44 @@ def db_migrate() -> None:
     say(f"schema is up to date ({len(applied)} applied now)")
 
 
-async def _migrate(settings: Settings) -> list[Migration]:
+async def _migrate(settings: Settings, *, dry: bool = False) -> list[Migration]:
+    """Apply the pending migrations, or with ``dry`` only list them."""
     import asyncpg
 
-    from eatcloud.postgres.migrate import migrate
+    from eatcloud.postgres.migrate import migrate, pending
 
     conn = await asyncpg.connect(dsn=settings.postgres.dsn(), timeout=10)
     try:
-        return list(await migrate(conn))
+        return list(await (pending(conn) if dry else migrate(conn)))
     finally:
         await conn.close()
+
+
+@db.command("wait")
+@click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait at most.")
+@click.option("--interval", default=2.0, show_default=True, help="Seconds between checks.")
+def db_wait(timeout: float, interval: float) -> None:
+    """Wait until the database has every migration of this version (it applies none).
+
+    The Helm chart's api and worker pods run this before they start, while the migrations
+    Job applies the schema.
+    """
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            left = asyncio.run(_migrate(get_settings(), dry=True))
+            problem = f"{len(left)} migration(s) pending" if left else ""
+        except Exception as exc:  # the database may not answer yet: keep waiting
+            problem = f"database not reachable ({type(exc).__name__}: {exc})"
+        if not problem:
+            say("schema is up to date")
+            return
+        if time.monotonic() >= deadline:
+            raise click.ClickException(f"gave up after {timeout:g} s: {problem}")
+        say(f"waiting for the schema: {problem}")
+        time.sleep(interval)
 
 
 @main.group()

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "dev-only-placeholder-secret-change-me-0123456789"
@@ -40,6 +40,10 @@ class KafkaSettings(_Group):
     producer_linger_ms: float = Field(default=5.0, ge=0)
     # Put before every topic name; tests use it to get topics of their own.
     topic_prefix: str = ""
+    # Static group membership (KIP-345): a stable name per worker (the Helm chart uses the
+    # StatefulSet pod's name). A restarted worker that comes back within the session timeout
+    # gets its partitions back without a rebalance of the whole group.
+    group_instance_id: str | None = None
 
 
 class WorkerSettings(_Group):
@@ -127,6 +131,12 @@ class KinesisSettings(_Group):
     # moto accepts any credentials; in AWS leave these unset and use the default chain.
     access_key_id: SecretStr | None = SecretStr("local-placeholder")
     secret_access_key: SecretStr | None = SecretStr("local-placeholder")
+
+    @field_validator("endpoint_url", "access_key_id", "secret_access_key", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        """An empty variable means "not set": the AWS endpoint, the default credential chain."""
+        return None if value == "" else value
 
 
 class ApiSettings(_Group):

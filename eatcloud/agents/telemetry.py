@@ -1,4 +1,6 @@
-"""The worker's Prometheus endpoint and its sampled gauges (consumer lag, table recovery)."""
+"""The worker's operational endpoints: Prometheus metrics, sampled gauges (consumer lag, table
+recovery) and the health pages Kubernetes probes on the worker's web port.
+"""
 
 from __future__ import annotations
 
@@ -32,8 +34,34 @@ def sample(app: Any) -> None:
         bundle.recovery_remaining.set(recovery.active_remaining_total())
 
 
+def readiness(app: Any) -> tuple[bool, str]:
+    """Ready once this worker's tables are recovered and it is not in the middle of a rebalance.
+
+    A worker that is not ready serves nothing yet: its agents wait for recovery. The Helm
+    chart's readiness probe reads this, so a rolling update moves to the next worker only
+    when the previous one holds its state again.
+    """
+    recovery = getattr(app.tables, "recovery", None)
+    if recovery is None or not recovery.completed.is_set():
+        return False, "recovering tables"
+    if recovery.in_recovery:
+        return False, "recovering tables"
+    if app.rebalancing:
+        return False, "rebalancing"
+    return True, "ready"
+
+
 def register(app: Any, settings: Settings) -> None:
     port = settings.worker.metrics_port
+
+    @app.page("/health/live")  # type: ignore[untyped-decorator]  # faust is untyped
+    async def live(web: Any, request: Any) -> Any:
+        return web.json({"status": "alive"})
+
+    @app.page("/health/ready")  # type: ignore[untyped-decorator]  # faust is untyped
+    async def ready(web: Any, request: Any) -> Any:
+        ok, status = readiness(app)
+        return web.json({"status": status}, status=200 if ok else 503)
 
     @app.task  # type: ignore[untyped-decorator]  # faust is untyped
     async def serve_metrics() -> None:

@@ -51,6 +51,17 @@ def available() -> list[Migration]:
     return found
 
 
+async def pending(conn: Any) -> list[Migration]:
+    """The shipped migrations this database has not had yet (read only, takes no lock)."""
+    exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    done = (
+        {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")}
+        if exists
+        else set()
+    )
+    return [m for m in available() if m.version not in done]
+
+
 async def migrate(conn: Any) -> list[Migration]:
     """Apply the pending migrations on ``conn``; returns the ones applied by this call."""
     await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)

@@ -56,6 +56,8 @@ async def platform(
             EATCLOUD_SAGA__ACCEPT_TIMEOUT_SECONDS=str(ACCEPT_TIMEOUT),
             EATCLOUD_SAGA__STEP_TIMEOUT_SECONDS="5",
             EATCLOUD_KINESIS__STREAM_NAME=f"e2e-{uuid.uuid4().hex[:8]}",
+            # As the Helm chart runs workers: static group membership by a stable name.
+            EATCLOUD_KAFKA__GROUP_INSTANCE_ID="e2e-worker-0",
         )
         worker.start()
         try:
@@ -230,6 +232,29 @@ async def test_the_worker_and_the_api_expose_their_metrics(platform: Platform) -
         )
         >= 1
     )
+
+
+async def test_the_worker_reports_live_and_ready_once_its_tables_are_recovered(
+    platform: Platform,
+) -> None:
+    """The probes of the Helm chart's worker StatefulSet, on the worker's web port."""
+    port = platform.worker.env["EATCLOUD_WORKER__WEB_PORT"]
+    deadline = time.monotonic() + 90  # when run alone, the worker is still starting
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        while True:
+            try:
+                ready = await client.get("/health/ready")
+            except httpx.ConnectError:  # its web server is not up yet
+                ready = None
+            if (ready is not None and ready.status_code == 200) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        live = await client.get("/health/live")
+    assert ready is not None, platform.worker.tail()
+    assert live.status_code == 200, live.text
+    assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+    # The broker took it as a static member: it names such members after their instance id.
+    assert "with member_id e2e-worker-0-" in platform.worker.log.read_text()
 
 
 async def test_a_declined_payment_ends_rejected(platform: Platform) -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -68,3 +71,32 @@ async def test_a_changed_applied_migration_is_refused(
                 await m.migrate(conn)
         finally:
             await conn.close()
+
+
+async def eatcloud_cli(settings: Settings, *args: str) -> tuple[int, str]:
+    """Run the ``eatcloud`` console script against ``settings``' database."""
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("eatcloud")),
+        *args,
+        env={**os.environ, "EATCLOUD_POSTGRES__DATABASE": settings.postgres.database},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate()
+    return proc.returncode or 0, out.decode()
+
+
+async def test_db_wait_holds_pods_back_until_the_migrations_job_has_run(
+    settings: Settings,
+) -> None:
+    async with fresh_database(settings, migrated=False) as db:
+        code, out = await eatcloud_cli(db, "db", "wait", "--timeout", "1", "--interval", "0.3")
+        assert code == 1, out
+        assert f"{len(m.available())} migration(s) pending" in out
+        waiting = asyncio.create_task(eatcloud_cli(db, "db", "wait", "--interval", "0.3"))
+        await asyncio.sleep(1.0)
+        assert not waiting.done()
+        code, out = await eatcloud_cli(db, "db", "migrate")
+        assert code == 0, out
+        code, out = await asyncio.wait_for(waiting, 30)
+        assert code == 0 and "schema is up to date" in out, out

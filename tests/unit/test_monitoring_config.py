@@ -14,6 +14,8 @@ from eatcloud.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
+# The rules and the dashboard live in the chart; docker-compose mounts them from there.
+CHART_FILES = ROOT / "charts/eatcloud/files"
 NAME = re.compile(r"\beatcloud_[a-z_]+")
 
 
@@ -24,7 +26,7 @@ def exported() -> set[str]:
 
 
 def test_every_alert_uses_exported_metrics_and_says_what_is_wrong() -> None:
-    rules = yaml.safe_load((DEPLOY / "alerts.yml").read_text())["groups"][0]["rules"]
+    rules = yaml.safe_load((CHART_FILES / "alerts.yml").read_text())["groups"][0]["rules"]
     names = {rule["alert"] for rule in rules}
     assert {
         "EatCloudConsumerLagGrowing",
@@ -39,7 +41,7 @@ def test_every_alert_uses_exported_metrics_and_says_what_is_wrong() -> None:
 
 
 def test_every_dashboard_panel_queries_exported_metrics() -> None:
-    dashboard = json.loads((DEPLOY / "grafana/dashboards/eatcloud.json").read_text())
+    dashboard = json.loads((CHART_FILES / "dashboards/eatcloud.json").read_text())
     assert len(dashboard["panels"]) >= 10
     for panel in dashboard["panels"]:
         for target in panel["targets"]:

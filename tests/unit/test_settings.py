@@ -51,13 +51,25 @@ def test_settings_are_frozen() -> None:
         settings.kafka.topic_partitions = 3  # type: ignore[misc]  # proving it is refused
 
 
-def test_the_worker_re_reads_cluster_metadata_at_the_configured_age(
+def test_the_worker_gets_its_metadata_age_and_static_membership_from_the_settings(
     monkeypatch: pytest.MonkeyPatch, tmp_path: object
 ) -> None:
     """A worker that joined before its topics were listed sees them at the next refresh."""
     from eatcloud.bootstrap import make_faust_app
 
     monkeypatch.setenv("EATCLOUD_KAFKA__METADATA_MAX_AGE_SECONDS", "7.5")
+    monkeypatch.setenv("EATCLOUD_KAFKA__GROUP_INSTANCE_ID", "eatcloud-worker-2")
     app = make_faust_app(Settings(), id="settings-test", datadir=str(tmp_path))
     assert app.conf.consumer_metadata_max_age_ms == 7500
+    assert app.conf.consumer_group_instance_id == "eatcloud-worker-2"
     assert Settings.model_fields["kafka"].default.metadata_max_age_seconds <= 30
+
+
+def test_blank_kinesis_endpoint_and_keys_mean_aws_and_the_default_credential_chain(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("ENDPOINT_URL", "ACCESS_KEY_ID", "SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(f"EATCLOUD_KINESIS__{name}", "")
+    kinesis = Settings().kinesis
+    assert kinesis.endpoint_url is None
+    assert kinesis.access_key_id is None and kinesis.secret_access_key is None
