@@ -8,9 +8,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
@@ -20,10 +23,14 @@ from eatcloud.errors import StackError
 from eatcloud.postgres.migrate import Migration
 
 if TYPE_CHECKING:
+    from rich.progress import TaskID
+
     from eatcloud.kinesis.reader import StreamReader
+    from eatcloud.ops.demo import DemoRun
 from eatcloud.settings import Settings, get_settings
 
 console = Console(highlight=False)
+T = TypeVar("T")
 
 
 def say(message: str) -> None:
@@ -155,26 +162,179 @@ def projections_rebuild(yes: bool) -> None:
     """Empty the read models and replay order-events and stock-events from the start."""
     import asyncio
 
-    from rich.progress import Progress
-
     from eatcloud.postgres.rebuild import TABLES, rebuild
 
     settings = get_settings()
     if not yes:
         click.confirm(f"Empty {', '.join(TABLES)} and replay every event?", abort=True)
-    with Progress(console=console) as bar:
-        tasks: dict[str, object] = {}
-
-        def progress(topic: str, done: int, total: int) -> None:
-            if topic not in tasks:
-                tasks[topic] = bar.add_task(topic, total=max(total, 1))
-            bar.update(tasks[topic], completed=done)  # type: ignore[arg-type]
-
+    with _progress_bar() as progress:
         result = asyncio.run(rebuild(settings, progress))
     for topic, count in result.events.items():
         say(f"{topic}: {count} events replayed")
     if result.skipped:
         say(f"[yellow]{result.skipped} undecodable events skipped[/]")
+
+
+@main.group()
+def saga() -> None:
+    """Order sagas, as the workers hold them."""
+
+
+@saga.command("show")
+@click.argument("order_id")
+def saga_show(order_id: str) -> None:
+    """A saga's state (from its changelog) and its timeline (from the read model)."""
+
+    from eatcloud.ops.saga import report
+    from eatcloud.ops.views import saga_tables
+
+    found = _run_ops(report(get_settings(), order_id))
+    if found.state is None and not found.timeline:
+        raise click.ClickException(f"no saga and no timeline for order {order_id}")
+    if found.state is None:
+        say("[yellow]no saga state: no worker has this order in its table[/]")
+    for table in saga_tables(found):
+        console.print(table)
+
+
+@main.group()
+def dlq() -> None:
+    """Poison messages the agents parked in the <topic>-dlq topics."""
+
+
+_DLQ_TOPIC = click.option(
+    "--topic", default=None, help="one input topic (e.g. order-commands); default: all of them"
+)
+
+
+@dlq.command("list")
+@_DLQ_TOPIC
+def dlq_list(topic: str | None) -> None:
+    """Every parked message: where it came from, why, and whether it was replayed."""
+    from eatcloud.ops.dlq import parked
+    from eatcloud.ops.views import dlq_table
+
+    console.print(dlq_table(_run_ops(parked(get_settings(), topic))))
+
+
+@dlq.command("replay")
+@_DLQ_TOPIC
+@click.option("--yes", is_flag=True, help="do not ask for confirmation")
+def dlq_replay(topic: str | None, yes: bool) -> None:
+    """Send the parked messages not replayed yet back to the topics they came from."""
+    from eatcloud.ops.dlq import parked, replay
+
+    settings = get_settings()
+    waiting = [p for p in _run_ops(parked(settings, topic)) if not p.replayed]
+    if not waiting:
+        say("nothing to replay")
+        return
+    if not yes:
+        click.confirm(f"Send {len(waiting)} parked message(s) back to their topics?", abort=True)
+    with _progress_bar() as progress:
+        sent = _run_ops(replay(settings, topic, progress))
+    for topic_name, count in sorted(Counter(p.topic for p in sent).items()):
+        say(f"{topic_name}: {count} message(s) replayed")
+
+
+@main.group()
+def stock() -> None:
+    """Stock of a store's menus (applied by the stock agent)."""
+
+
+@stock.command("adjust")
+@click.argument("store_id")
+@click.argument("menu_id")
+@click.option("--delta", type=int, default=0, show_default=True, help="units to add (or remove)")
+@click.option("--unlimited/--limited", default=None, help="switch unlimited stock on or off")
+@click.option("--reason", default="operator adjustment", show_default=True)
+def stock_adjust(
+    store_id: str, menu_id: str, delta: int, unlimited: bool | None, reason: str
+) -> None:
+    """Queue a stock change (a delivery, a count correction) through the outbox."""
+    from eatcloud.ops.stock import adjust
+
+    if delta == 0 and unlimited is None:
+        raise click.UsageError("give --delta N, --unlimited or --limited")
+    command = _run_ops(adjust(get_settings(), store_id, menu_id, delta, unlimited, reason))
+    say(
+        f"queued AdjustStock {command.event_id} ({delta:+d}"
+        f"{'' if unlimited is None else ', unlimited' if unlimited else ', limited'}); "
+        "the stock agent applies it once the outbox relay has sent it"
+    )
+
+
+@main.command()
+@click.option("--api", "api_url", default=None, help="the API's URL (default: the settings')")
+@click.option("--orders", type=click.IntRange(1, 500), default=12, show_default=True)
+@click.option("--customers", type=click.IntRange(1, 50), default=4, show_default=True)
+def demo(api_url: str | None, orders: int, customers: int) -> None:
+    """Seed a store and customers, then run a short scenario of orders, live.
+
+    Needs the platform running (`eatcloud run` in another terminal).
+    """
+
+    import httpx
+    from rich.live import Live
+
+    from eatcloud.ops.demo import run_demo
+    from eatcloud.ops.views import demo_table
+
+    settings = get_settings()
+    url = api_url or f"http://{settings.api.host}:{settings.api.port}"
+
+    async def scenario(live: Live) -> DemoRun:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            return await run_demo(
+                client,
+                settings,
+                orders=orders,
+                customers=customers,
+                say=lambda line: live.console.print(line),
+                on_update=lambda run: live.update(demo_table(run)),
+            )
+
+    with Live(console=console, refresh_per_second=4) as live:
+        run = _run_ops(scenario(live), api=url)
+    counts = run.counts()
+    say(f"done in {run.elapsed:.1f} s: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    say(f"log in as {run.manager_email} (password {run.password}) to look around")
+
+
+def _run_ops(work: Coroutine[Any, Any, T], api: str | None = None) -> T:
+    """Run an operator command's coroutine; what it cannot reach becomes a one-line error."""
+    import asyncio
+
+    import httpx
+    from aiokafka.errors import KafkaError
+
+    from eatcloud.errors import DomainError, InfrastructureError
+    from eatcloud.ops.demo import DemoError
+
+    try:
+        return asyncio.run(work)
+    except httpx.TransportError as exc:
+        raise click.ClickException(f"cannot reach the API at {api} ({exc})") from exc
+    except (KafkaError, InfrastructureError, OSError) as exc:
+        raise click.ClickException(f"a service did not answer: {exc}") from exc
+    except (DomainError, DemoError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@contextmanager
+def _progress_bar() -> Iterator[Callable[[str, int, int], None]]:
+    """A rich progress bar per topic, fed by ``(topic, done, total)`` calls."""
+    from rich.progress import Progress
+
+    with Progress(console=console) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def progress(topic: str, done: int, total: int) -> None:
+            if topic not in tasks:
+                tasks[topic] = bar.add_task(topic, total=max(total, 1))
+            bar.update(tasks[topic], completed=done)
+
+        yield progress
 
 
 @main.group()

@@ -254,14 +254,13 @@ async def adjust_stock(
     store_id: str, menu_id: str, body: StockChangeIn, db: Pool, who: Manager
 ) -> Accepted:
     await owned_store(db, store_id, who)
-    await c.get_menu(db, store_id, menu_id)
-    adjust = r.AdjustStock(
-        store_id=store_id,
-        menu_id=menu_id,
+    adjust = await c.adjust_stock(
+        db,
+        store_id,
+        menu_id,
         delta=body.delta,
         unlimited=body.unlimited,
         reason=body.reason or "adjustment",
+        headers=trace_headers(),
     )
-    async with db.acquire() as conn, conn.transaction():
-        await enqueue(conn, adjust, aggregate_type="stock", headers=trace_headers())
     return Accepted(command="AdjustStock", event_id=adjust.event_id)

@@ -8,6 +8,8 @@ from typing import Any
 import asyncpg
 
 from eatcloud.errors import Conflict, NotFound, Unprocessable
+from eatcloud.postgres.outbox import enqueue
+from eatcloud.streams import records as r
 
 _STORE_COLUMNS = """s.id, s.manager_id, s.name, s.description, s.category_code, s.address,
     ST_Y(s.location::geometry) AS lat, ST_X(s.location::geometry) AS lon, s.status, s.is_open,
@@ -217,6 +219,29 @@ async def get_menu(db: Any, store_id: str, menu_id: str) -> dict[str, Any]:
     if row is None:
         raise NotFound("no such menu in this store")
     return menu_row(row)
+
+
+async def adjust_stock(
+    db: Any,
+    store_id: str,
+    menu_id: str,
+    *,
+    delta: int,
+    unlimited: bool | None,
+    reason: str,
+    headers: dict[str, str],
+) -> r.AdjustStock:
+    """Queue a menu's stock change for the stock agent (through the outbox); 404 if no menu.
+
+    The API's store managers and the ``eatcloud stock adjust`` command both come here.
+    """
+    await get_menu(db, store_id, menu_id)
+    adjust = r.AdjustStock(
+        store_id=store_id, menu_id=menu_id, delta=delta, unlimited=unlimited, reason=reason
+    )
+    async with db.acquire() as conn, conn.transaction():
+        await enqueue(conn, adjust, aggregate_type="stock", headers=headers)
+    return adjust
 
 
 async def update_menu(

@@ -8,11 +8,8 @@ running at the same time is harmless: ``processed_events`` makes each event appl
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from eatcloud.errors import PoisonMessage
 from eatcloud.postgres import create_pool
@@ -21,9 +18,9 @@ from eatcloud.settings import Settings
 from eatcloud.streams import records as r
 from eatcloud.streams import topics as t
 from eatcloud.streams.codec import Decoder
+from eatcloud.streams.reading import Progress, read_to_end
 
 TABLES = ("order_view", "order_timeline", "stock_view", "store_sales")
-Progress = Callable[[str, int, int], None]  # (topic, done, total)
 
 
 @dataclass(frozen=True)
@@ -63,37 +60,15 @@ async def _replay(
     apply: Any,
     progress: Progress,
 ) -> tuple[int, int]:
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        if not partitions:
-            return 0, 0
-        start = await consumer.beginning_offsets(partitions)
-        end = await consumer.end_offsets(partitions)
-        total = sum(end[tp] - start[tp] for tp in partitions)
-        done = skipped = 0
-        progress(topic, 0, total)
-        while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
-            batches = await consumer.getmany(timeout_ms=1000, max_records=2000)
-            records = []
-            for tp, messages in batches.items():
-                for message in messages:
-                    if message.offset >= end[tp]:
-                        continue
-                    done += 1
-                    try:
-                        records.append(decoder(message.value))
-                    except PoisonMessage:
-                        skipped += 1
-            async with pool.acquire() as conn:
-                await apply(conn, records)
-            progress(topic, done, total)
-        return done, skipped
-    finally:
-        await consumer.stop()
+    done = skipped = 0
+    async for batch in read_to_end(settings, topic, progress=progress):
+        records = []
+        for message in batch:
+            done += 1
+            try:
+                records.append(decoder(message.value))
+            except PoisonMessage:
+                skipped += 1
+        async with pool.acquire() as conn:
+            await apply(conn, records)
+    return done, skipped

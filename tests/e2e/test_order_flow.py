@@ -1,8 +1,6 @@
 """An order's whole life through HTTP: checkout -> outbox -> relay -> saga -> projections -> GET.
 
-One real worker (saga agents, outbox relay, projections) on the real broker, the API
-in-process on the same fresh PostgreSQL database and the real Redis. The worker runs with a
-short store-acceptance deadline (8 s) so the timeout path finishes quickly.
+The platform (``tests/e2e/platform.py``): one real worker and the API on a fresh database.
 """
 
 from __future__ import annotations
@@ -10,9 +8,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -22,99 +17,9 @@ import pytest
 from eatcloud.kinesis.streams import kinesis_client
 from eatcloud.postgres.rebuild import rebuild
 from eatcloud.settings import Settings
-from tests.integration.api_harness import Api, api_on, approved_store, bearer
-from tests.integration.databases import fresh_database
-from tests.integration.saga_harness import saga_worker, unique_prefix
+from tests.e2e.platform import ACCEPT_TIMEOUT, Platform, menu_with_stock, place, wait
+from tests.integration.api_harness import bearer
 from tests.integration.test_kinesis_forwarder import read_all
-from tests.integration.workers import WorkerProcess, free_port
-
-ACCEPT_TIMEOUT = 8
-
-
-@dataclass
-class Platform:
-    api: Api
-    worker: WorkerProcess
-    manager: dict[str, str]
-    admin: dict[str, str]
-
-
-@pytest.fixture(scope="module")
-async def platform(
-    stack: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Platform]:
-    async with fresh_database(stack) as db:
-        worker = saga_worker(
-            tmp_path_factory.mktemp("e2e"),
-            stack.kafka.bootstrap_servers,
-            unique_prefix("e2e"),
-            EATCLOUD_POSTGRES__DATABASE=db.postgres.database,
-            EATCLOUD_WORKER__OUTBOX_RELAY="true",
-            EATCLOUD_WORKER__PROJECTIONS="true",
-            EATCLOUD_WORKER__KINESIS_FORWARDER="true",
-            EATCLOUD_WORKER__METRICS_PORT=str(free_port()),
-            EATCLOUD_SAGA__ACCEPT_TIMEOUT_SECONDS=str(ACCEPT_TIMEOUT),
-            EATCLOUD_SAGA__STEP_TIMEOUT_SECONDS="5",
-            EATCLOUD_KINESIS__STREAM_NAME=f"e2e-{uuid.uuid4().hex[:8]}",
-            # As the Helm chart runs workers: static group membership by a stable name.
-            EATCLOUD_KAFKA__GROUP_INSTANCE_ID="e2e-worker-0",
-        )
-        worker.start()
-        try:
-            async with api_on(db) as api:
-                manager, admin = await api.account("MANAGER"), await api.account("ADMIN")
-                yield Platform(api, worker, manager, admin)
-        finally:
-            worker.stop()
-            print(worker.tail(80))
-
-
-async def menu_with_stock(p: Platform, price: int, stock: int) -> tuple[str, str]:
-    """A new approved store with one menu of ``stock`` units, once the stock agent has it."""
-    store = await approved_store(p.api, p.manager, p.admin, name=f"S {uuid.uuid4().hex[:6]}")
-    made = await p.api.client.post(
-        f"/api/v1/stores/{store['id']}/menus",
-        json={"name": "Galbi", "price": price, "initial_stock": stock},
-        headers=bearer(p.manager["access_token"]),
-    )
-    assert made.status_code == 201, made.text
-    store_id, menu_id = str(store["id"]), made.json()["id"]
-    deadline = time.monotonic() + 90  # the first one waits for the worker to join its group
-    while time.monotonic() < deadline:
-        on_hand = await p.api.pool.fetchval(
-            "SELECT on_hand FROM stock_view WHERE store_id = $1 AND menu_id = $2",
-            store_id,
-            menu_id,
-        )
-        if on_hand == stock:
-            return store_id, menu_id
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"stock never reached the stock view\n{p.worker.tail(60)}")
-
-
-async def place(
-    p: Platform, customer: dict[str, str], store: str, menu: str, qty: int = 1, **headers: str
-) -> Any:
-    return await p.api.client.post(
-        "/api/v1/orders",
-        json={
-            "store_id": store,
-            "lines": [{"menu_id": menu, "quantity": qty}],
-            "delivery_address": "1 Main St",
-        },
-        headers={**bearer(customer["access_token"]), **headers},
-    )
-
-
-async def wait(p: Platform, who: dict[str, str], order_id: str, status: str) -> dict[str, Any]:
-    got = await p.api.client.get(
-        f"/api/v1/orders/{order_id}",
-        params={"wait": status, "timeout": 30},
-        headers=bearer(who["access_token"]),
-    )
-    assert got.status_code == 200, got.text
-    body: dict[str, Any] = got.json()
-    return body
 
 
 async def test_checkout_to_completed_through_http(

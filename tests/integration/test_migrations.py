@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -14,6 +11,7 @@ import pytest
 from eatcloud.postgres import migrate as m
 from eatcloud.settings import Settings
 from tests.integration.databases import fresh_database
+from tests.integration.workers import eatcloud_command
 
 
 async def test_migrations_apply_once_and_build_the_schema(settings: Settings) -> None:
@@ -74,16 +72,9 @@ async def test_a_changed_applied_migration_is_refused(
 
 
 async def eatcloud_cli(settings: Settings, *args: str) -> tuple[int, str]:
-    """Run the ``eatcloud`` console script against ``settings``' database."""
-    proc = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).with_name("eatcloud")),
-        *args,
-        env={**os.environ, "EATCLOUD_POSTGRES__DATABASE": settings.postgres.database},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+    return await eatcloud_command(
+        {"EATCLOUD_POSTGRES__DATABASE": settings.postgres.database}, *args
     )
-    out, _ = await proc.communicate()
-    return proc.returncode or 0, out.decode()
 
 
 async def test_db_wait_holds_pods_back_until_the_migrations_job_has_run(

@@ -8,10 +8,6 @@ anonymously and as a customer, a manager and an admin.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +24,7 @@ from eatcloud.postgres import create_pool
 from eatcloud.postgres.users import create_user
 from eatcloud.settings import Settings
 from tests.integration.databases import fresh_database
-from tests.integration.workers import free_port
+from tests.integration.workers import ApiProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "fuzzing is fun 123"
@@ -39,26 +35,6 @@ schema = schemathesis.openapi.from_dict(create_app(Settings()).openapi())
 class Server:
     url: str
     tokens: dict[str, str | None]
-
-
-def _start(db: Settings, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "EATCLOUD_POSTGRES__DATABASE": db.postgres.database,
-        "EATCLOUD_API__PORT": str(port),
-        # Generated logins and checkouts come fast; 429s would hide the code behind them.
-        "EATCLOUD_RATE_LIMIT__LOGIN_BURST": "100000",
-        "EATCLOUD_RATE_LIMIT__CHECKOUT_BURST": "100000",
-    }
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "eatcloud.cli", "api"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
 
 
 def _token(url: str, email: str, role: str | None) -> str:
@@ -88,20 +64,16 @@ def server(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     loop = asyncio.new_event_loop()
     database = fresh_database(stack)
     db = loop.run_until_complete(database.__aenter__())
-    port = free_port()
-    log = tmp_path_factory.mktemp("fuzz") / "api.log"
-    proc = _start(db, port, log)
-    url = f"http://127.0.0.1:{port}"
+    api = ApiProcess(
+        db.postgres.database,
+        tmp_path_factory.mktemp("fuzz") / "api.log",
+        # Generated logins and checkouts come fast; 429s would hide the code behind them.
+        EATCLOUD_RATE_LIMIT__LOGIN_BURST="100000",
+        EATCLOUD_RATE_LIMIT__CHECKOUT_BURST="100000",
+    )
+    url = api.url
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/health/live", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
+        api.start()
         suffix = uuid.uuid4().hex[:8]
         admin = f"admin-{suffix}@example.test"
         loop.run_until_complete(_admin(db, admin))
@@ -113,12 +85,10 @@ def server(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         }
         yield Server(url, tokens)
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        api.stop()
         loop.run_until_complete(database.__aexit__(None, None, None))
         loop.close()
-        errors = [line for line in log.read_text().splitlines() if '"level": "ERROR"' in line]
-        assert not errors, "\n".join(errors[:20])
+        assert not api.errors(), "\n".join(api.errors()[:20])
 
 
 @schema.exclude(path="/api/v1/auth/logout").parametrize()

@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -78,3 +79,67 @@ def totals_worker(tmp_path: Path, bootstrap: str, kind: str, **env: str) -> Work
         },
         tmp_path / "worker.log",
     )
+
+
+class ApiProcess:
+    """``eatcloud api`` (uvicorn) in a subprocess on ``database``; ``url`` once it answers."""
+
+    def __init__(self, database: str, log: Path, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "EATCLOUD_POSTGRES__DATABASE": database,
+            "EATCLOUD_API__PORT": str(self.port),
+            **env,
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, within: float = 30.0) -> None:
+        import time
+
+        import httpx
+
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "eatcloud.cli", "api"],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
+        deadline = time.monotonic() + within
+        while True:
+            try:
+                if httpx.get(f"{self.url}/health/live", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, self.log.read_text()
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+    def errors(self) -> list[str]:
+        return [line for line in self.log.read_text().splitlines() if '"level": "ERROR"' in line]
+
+
+async def eatcloud_command(env: dict[str, str], *args: str, within: float = 120) -> tuple[int, str]:
+    """Run the ``eatcloud`` console script with ``env`` on top of ours: (exit code, output)."""
+    import asyncio
+
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("eatcloud")),
+        *args,
+        env={**os.environ, "COLUMNS": "200", **env},
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), within)
+    return proc.returncode or 0, out.decode()

@@ -1,0 +1,72 @@
+"""``eatcloud saga show ORDER_ID``: a saga's state as its worker holds it, and its timeline.
+
+The state is the last value of the order's key in the ``sagas`` table's changelog (the table
+a worker restores from): the orchestrator writes it only while processing an ``order-commands``
+or ``saga-replies`` message, which are keyed by order id, so it lives in the changelog
+partition the default partitioner gives that id. The timeline is the ``order_timeline`` read
+model (PostgreSQL).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from eatcloud.domain.saga import SagaState
+from eatcloud.postgres import create_pool
+from eatcloud.settings import Settings
+from eatcloud.streams.reading import partition_of, read_to_end
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    at: datetime
+    type: str
+    status: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class SagaReport:
+    order_id: str
+    state: SagaState | None  # None: no worker has seen this order (or it was deleted)
+    timeline: list[TimelineEntry]
+
+
+def changelog_topic(settings: Settings, table: str) -> str:
+    """Faust names a table's changelog ``<app id>-<table>-changelog``."""
+    return f"{settings.worker.app_id}-{table}-changelog"
+
+
+async def saga_state(settings: Settings, order_id: str) -> SagaState | None:
+    topic = changelog_topic(settings, "sagas")
+    key = orjson.dumps(order_id)  # Faust writes table keys JSON-encoded: b'"<id>"'
+    partition = partition_of(order_id, settings.kafka.topic_partitions)
+    last: bytes | None = None
+    async for batch in read_to_end(settings, topic, [partition]):
+        for message in batch:
+            if message.key == key:
+                last = message.value  # None is a deletion
+    return None if last is None else SagaState.model_validate_json(last)
+
+
+async def timeline(settings: Settings, order_id: str) -> list[TimelineEntry]:
+    pool = await create_pool(settings.postgres, max_size=1)
+    try:
+        rows: list[Any] = await pool.fetch(
+            "SELECT occurred_at, type, status, reason FROM order_timeline"
+            " WHERE order_id = $1 ORDER BY occurred_at, event_id",
+            order_id,
+        )
+    finally:
+        await pool.close()
+    return [TimelineEntry(r["occurred_at"], r["type"], r["status"], r["reason"]) for r in rows]
+
+
+async def report(settings: Settings, order_id: str) -> SagaReport:
+    return SagaReport(
+        order_id, await saga_state(settings, order_id), await timeline(settings, order_id)
+    )
