@@ -58,9 +58,34 @@ def make_faust_app(settings: Settings, **overrides: Any) -> faust.App:
     _keep_buffered_events_when_flow_resumes(app)
     _rewind_streams_before_they_resume(app)
     _rebuild_tables_after_a_crash(app)
+    _list_multi_topic_agents_in_the_cli()
     if exactly_once:
         _send_in_the_transaction_of_the_event(app)
     return app
+
+
+def _list_multi_topic_agents_in_the_cli() -> None:
+    """Let ``faust -A eatcloud.app agents`` list an agent that reads several topics.
+
+    The orchestrator reads ``order-commands`` and ``saga-replies``; Faust 0.15.3's ``agents``
+    command asks each agent's channel for its one topic name and crashes with "Topic with
+    multiple topic names cannot be identified". Such an agent is listed with its topics
+    joined by commas instead.
+    """
+    from faust.cli.agents import agents as agents_command
+
+    original = agents_command._maybe_topic
+    if getattr(original, "_eatcloud", False):
+        return
+
+    def maybe_topic(self: Any, agent: Any) -> str | None:
+        try:
+            return original(self, agent)
+        except ValueError:  # several topics
+            return ", ".join(sorted(agent.channel.topics))
+
+    maybe_topic._eatcloud = True  # type: ignore[attr-defined]
+    agents_command._maybe_topic = maybe_topic  # type: ignore[method-assign]
 
 
 def _send_in_the_transaction_of_the_event(app: faust.App) -> None:

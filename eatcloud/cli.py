@@ -528,11 +528,13 @@ def _print_endpoints(settings: Settings) -> None:
     table.add_row("API", api)
     table.add_row("API docs (OpenAPI)", f"{api}/docs")
     table.add_row("readiness", f"{api}/health/ready")
-    table.add_row("worker web", f"http://{settings.worker.web_host}:{settings.worker.web_port}")
+    worker_web = f"http://{settings.worker.web_host}:{settings.worker.web_port}"
+    table.add_row("worker readiness", f"{worker_web}/health/ready")
     table.add_row("API metrics (Prometheus)", f"{api}/metrics")
     worker_metrics = f"http://{settings.worker.web_host}:{settings.worker.metrics_port}/metrics"
     table.add_row("worker metrics (Prometheus)", worker_metrics)
     table.add_row("analytics (live, per store)", "eatcloud analytics watch")
+    table.add_row("a demo scenario (another terminal)", "eatcloud demo")
     table.add_row("Grafana, Prometheus", "docker compose only: http://localhost:3000, :9090")
     table.add_row("Kafka", settings.kafka.bootstrap_servers)
     table.add_row("PostgreSQL", settings.postgres.safe_dsn())

@@ -60,6 +60,7 @@ def register(wiring: Wiring) -> None:
                 await kinesis.put(entry(topic, event) for event in events)
 
         agent.__name__ = f"kinesis_{topic.replace('-', '_')}"
+        agent.__doc__ = f"{topic} -> the Kinesis analytics stream"
         return agent
 
     for topic in (t.ORDER_EVENTS, t.STOCK_EVENTS):

@@ -105,6 +105,7 @@ def register(wiring: Wiring) -> Deadlines:
 
     @app.agent(inbox, name="orchestrator")  # type: ignore[untyped-decorator]  # faust is untyped
     async def orchestrator(stream: Any) -> None:
+        """Runs each order's saga: commands and replies in, steps and events out."""
         async for event in stream.events():
             message = await wiring.decode(event, INBOX)
             if message is not None:

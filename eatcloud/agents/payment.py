@@ -48,6 +48,7 @@ def register(wiring: Wiring) -> None:
 
     @app.agent(wiring.topics[t.PAYMENT_COMMANDS], name="payment")  # type: ignore[untyped-decorator]
     async def payment_agent(stream: Any) -> None:
+        """Authorizes, voids and refunds payments (the saga's payment steps)."""
         async for event in stream.events():
             command = await wiring.decode(event, COMMANDS)
             if command is not None:

@@ -51,6 +51,7 @@ def register(wiring: Wiring) -> None:
 
     @app.agent(wiring.topics[t.POINTS_COMMANDS], name="points")  # type: ignore[untyped-decorator]
     async def points_agent(stream: Any) -> None:
+        """Reserves, deducts and releases customers' points."""
         async for event in stream.events():
             command = await wiring.decode(event, COMMANDS)
             if command is not None:

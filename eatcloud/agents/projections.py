@@ -53,6 +53,7 @@ def register(wiring: Wiring) -> None:
 
     @app.agent(wiring.topics[t.ORDER_EVENTS], name="order-projection")  # type: ignore[untyped-decorator]
     async def order_projection(stream: Any) -> None:
+        """Order events -> order_view, order_timeline, store_sales (PostgreSQL)."""
         async for events in stream.take_events(BATCH, within=WITHIN):
             pool, redis = await connections.pool(), connections.redis()
             batch = _decoded(events, ORDER_EVENTS)
@@ -75,6 +76,7 @@ def register(wiring: Wiring) -> None:
 
     @app.agent(wiring.topics[t.STOCK_EVENTS], name="stock-projection")  # type: ignore[untyped-decorator]
     async def stock_projection(stream: Any) -> None:
+        """Stock events -> stock_view (PostgreSQL) and the checkout's Redis stock gate."""
         async for events in stream.take_events(BATCH, within=WITHIN):
             pool, redis = await connections.pool(), connections.redis()
             batch = [record for record, _ in _decoded(events, STOCK_EVENTS)]

@@ -136,6 +136,7 @@ def register(wiring: Wiring) -> None:
 
     @app.agent(wiring.topics[t.STOCK_COMMANDS], name="stock")  # type: ignore[untyped-decorator]
     async def stock_agent(stream: Any) -> None:
+        """Keeps each store's stock ledger: reservations, commits, releases, adjustments."""
         async for event in stream.events():
             command = await wiring.decode(event, COMMANDS)
             if command is not None:

@@ -139,10 +139,21 @@ class Tables:
     payments: RecordTable[Payment]
 
 
+# What `faust -A eatcloud.app tables` says about each table.
+_HELP = {
+    "sagas": "order sagas by order_id (orchestrator)",
+    "stock": "stock ledgers by store and reservations by order (stock agent)",
+    "points": "points accounts by customer and holds by order (points agent)",
+    "payments": "payments by order_id (payment agent)",
+}
+
+
 def declare(app: Any, partitions: int) -> Tables:
     def table(name: str) -> Any:
         # bytes values: Faust stores and logs them as they are (serializer "raw").
-        return app.Table(name, partitions=partitions, key_type=str, value_type=bytes)
+        return app.Table(
+            name, partitions=partitions, key_type=str, value_type=bytes, help=_HELP[name]
+        )
 
     return Tables(
         sagas=RecordTable(table("sagas"), SagaState),

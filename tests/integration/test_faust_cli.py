@@ -1,0 +1,77 @@
+"""``faust -A eatcloud.app tables|agents|send`` keep working next to the ``eatcloud`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+from pathlib import Path
+
+from eatcloud.settings import Settings
+from eatcloud.streams.reading import read_to_end
+
+FAUST = str(Path(sys.executable).with_name("faust"))
+
+
+async def faust(prefix: str, *args: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        FAUST,
+        "-A",
+        "eatcloud.app",
+        *args,
+        env={
+            **os.environ,
+            "EATCLOUD_KAFKA__TOPIC_PREFIX": prefix,
+            "EATCLOUD_WORKER__APP_ID": prefix.rstrip("-"),
+            "COLUMNS": "200",
+        },
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 120)
+    return proc.returncode or 0, out.decode()
+
+
+async def test_agents_lists_every_agent_with_its_topics() -> None:
+    prefix = f"cli-{uuid.uuid4().hex[:6]}-"
+    code, out = await faust(prefix, "agents")
+    assert code == 0, out
+    rows = {
+        line.split("|")[1].strip(): line.split("|")[2].strip()
+        for line in out.splitlines()
+        if line.startswith("| @")
+    }
+    assert rows == {
+        "@orchestrator": f"{prefix}order-commands, {prefix}saga-replies",
+        "@stock": f"{prefix}stock-commands",
+        "@payment": f"{prefix}payment-commands",
+        "@points": f"{prefix}points-commands",
+        "@order-projection": f"{prefix}order-events",
+        "@stock-projection": f"{prefix}stock-events",
+        "@kinesis-order-events": f"{prefix}order-events",
+        "@kinesis-stock-events": f"{prefix}stock-events",
+    }, out
+
+
+async def test_tables_lists_the_four_tables_with_what_they_hold() -> None:
+    code, out = await faust("cli-tables-", "tables")
+    assert code == 0, out
+    for name, words in [
+        ("sagas", "order sagas"),
+        ("stock", "stock ledgers"),
+        ("points", "points accounts"),
+        ("payments", "payments by order_id"),
+    ]:
+        assert any(f"| {name} " in line and words in line for line in out.splitlines()), out
+
+
+async def test_send_puts_a_message_on_a_topic(stack: Settings) -> None:
+    prefix = f"cli-{uuid.uuid4().hex[:6]}-"
+    topic = f"{prefix}order-commands"
+    value = '{"type": "CancelOrder", "order_id": "o-1"}'
+    code, out = await faust(prefix, "send", topic, value, "--key", "o-1")
+    assert code == 0, out
+    got = [(m.key, m.value) async for batch in read_to_end(stack, topic) for m in batch]
+    assert got == [(b"o-1", value.encode())]
