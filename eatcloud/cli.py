@@ -297,6 +297,7 @@ def demo(api_url: str | None, orders: int, customers: int) -> None:
     with Live(console=console, refresh_per_second=4) as live:
         run = _run_ops(scenario(live), api=url)
     counts = run.counts()
+    say("")
     say(f"done in {run.elapsed:.1f} s: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     say(f"log in as {run.manager_email} (password {run.password}) to look around")
 

@@ -37,7 +37,7 @@ def saga_tables(report: SagaReport) -> list[Table]:
             "cancelled by": state.cancelled_by or "-",
             "deadline": _when(state.deadline),
             "attempt": str(state.attempts),
-            "held": ", ".join(state.held) or "-",
+            "joined": ", ".join(state.held) or "-",  # participants it sent a step to
             "waiting for": ", ".join(state.pending) or "-",
             "paid": "yes" if state.paid else "no",
             "store": order.store_id,
@@ -82,7 +82,7 @@ def dlq_table(parked: list[Parked]) -> Table:
 
 def demo_table(run: DemoRun) -> Table:
     counts = run.counts()
-    table = Table(title=f"demo store {run.store_id} - {run.elapsed:.1f} s")
+    table = Table(title=f"demo store {run.store_id} - {run.elapsed:.1f} s", min_width=84)
     table.add_column("#", justify="right")
     table.add_column("menu")
     table.add_column("status")
@@ -90,6 +90,6 @@ def demo_table(run: DemoRun) -> Table:
     for order in run.orders[-20:]:
         colour = colours.get(order.status, "cyan")
         table.add_row(str(order.number), order.menu, f"[{colour}]{order.status}[/]")
-    summary = ", ".join(f"{status}: {n}" for status, n in sorted(counts.items()))
-    table.caption = f"{len(run.orders)} orders over {len(MENUS)} menus - {summary}"
+    summary = " | ".join(f"{status} {n}" for status, n in sorted(counts.items()))
+    table.caption = f"{len(run.orders)} orders over {len(MENUS)} menus: {summary}"
     return table
