@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -122,6 +123,26 @@ def test_each_installation_renders_the_objects_it_asks_for(
         "PrometheusRule",
     }
     assert kinds(objects) & optional == expected_extra
+
+
+# The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest schema we have.
+SCHEMA_VERSIONS = ("1.25.0", "1.37.0")
+OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}  # CRDs: checked by the tests below
+
+
+def test_every_object_is_valid_for_kubernetes_with_no_unknown_field(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """Kubernetes' own JSON schemas, strict: a misspelt or misplaced field fails here."""
+    _, objects = rendered
+    for o in objects:
+        if o["kind"] in OPERATOR_KINDS:
+            continue
+        for version in SCHEMA_VERSIONS:
+            try:
+                kubernetes_validate.validate(o, version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                pytest.fail(f"{o['kind']} {o['metadata']['name']} on {version}: {exc}")
 
 
 def test_every_container_has_resources_and_runs_a_real_eatcloud_command(
