@@ -13,7 +13,10 @@ The order of the checks is the point:
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +27,7 @@ from eatcloud.errors import Conflict, NotFound, Unprocessable
 from eatcloud.locks import cart, gate
 from eatcloud.locks.lock import held
 from eatcloud.observability import context
+from eatcloud.observability.metrics import metrics
 from eatcloud.postgres import outbox
 from eatcloud.streams import records as r
 
@@ -57,6 +61,18 @@ class SoldOut(Conflict):
         self.extensions = {"menu_id": menu_id, "available": max(available, 0)}
 
 
+@asynccontextmanager
+async def _customer_lock(redis: Any, customer_id: str) -> AsyncIterator[None]:
+    """One checkout per customer at a time; how long it held the lock goes to the metrics."""
+    busy = "another checkout of yours is in progress; retry in a moment"
+    async with held(redis, f"lock:checkout:{customer_id}", LOCK_TTL_MS, busy):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            metrics().checkout_lock_held_seconds.observe(time.perf_counter() - started)
+
+
 async def checkout(
     pool: Any,
     redis: Any,
@@ -68,8 +84,7 @@ async def checkout(
     fingerprint = request.fingerprint()
     if idempotency_key and (done := await _replay(pool, customer_id, idempotency_key, fingerprint)):
         return done
-    busy = "another checkout of yours is in progress; retry in a moment"
-    async with held(redis, f"lock:checkout:{customer_id}", LOCK_TTL_MS, busy):
+    async with _customer_lock(redis, customer_id):
         if idempotency_key and (
             done := await _replay(pool, customer_id, idempotency_key, fingerprint)
         ):

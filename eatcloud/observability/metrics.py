@@ -35,6 +35,14 @@ class Metrics:
             "checkouts refused because the customer's previous one held the lock",
             registry=registry,
         )
+        # Checkout never waits for the lock (busy is a 409), so what matters is how long it is
+        # held: it must stay well below the lock's expiry (checkout.LOCK_TTL_MS, 10 s).
+        self.checkout_lock_held_seconds = Histogram(
+            "eatcloud_checkout_lock_held_seconds",
+            "how long a checkout held its customer's lock",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=registry,
+        )
         self.gate_rejections = Counter(
             "eatcloud_stock_gate_rejections_total",
             "checkouts the stock gate refused (409)",

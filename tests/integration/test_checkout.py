@@ -200,10 +200,16 @@ async def test_the_stock_gate_refuses_sold_out_lines_with_409_before_the_outbox(
     )
     customer = await api.account()
     auth = bearer(customer["access_token"])
-    rejected_before = _gate_rejections((await api.client.get("/metrics")).text)
+    before = (await api.client.get("/metrics")).text
     first = await api.client.post("/api/v1/orders", json=_order(shop, 0, 2), headers=auth)
     second = await api.client.post("/api/v1/orders", json=_order(shop, 0, 2), headers=auth)
-    assert _gate_rejections((await api.client.get("/metrics")).text) == rejected_before + 1
+    after = (await api.client.get("/metrics")).text
+    rejections, held = (
+        "eatcloud_stock_gate_rejections_total",
+        "eatcloud_checkout_lock_held_seconds_count",
+    )
+    assert _sample(after, rejections) == _sample(before, rejections) + 1
+    assert _sample(after, held) == _sample(before, held) + 2  # both held the customer's lock
     assert first.status_code == 202, first.text
     assert second.status_code == 409, second.text
     assert second.json()["type"].endswith("/sold-out")
@@ -226,8 +232,8 @@ async def test_checkouts_are_rate_limited_per_customer(api: Api, shop: dict[str,
     assert statuses == [404] * burst + [429]
 
 
-def _gate_rejections(exposition: str) -> float:
+def _sample(exposition: str, name: str) -> float:
     for line in exposition.splitlines():
-        if line.startswith("eatcloud_stock_gate_rejections_total "):
+        if line.startswith(f"{name} "):
             return float(line.split()[-1])
-    raise AssertionError("eatcloud_stock_gate_rejections_total is not exposed")
+    raise AssertionError(f"{name} is not exposed")
