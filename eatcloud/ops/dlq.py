@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from eatcloud.settings import Settings
@@ -75,20 +75,18 @@ async def replayed_up_to(settings: Settings, topics: list[str]) -> dict[TopicPar
         await consumer.stop()
 
 
-def _describe(message: object, topic: str, replayed: bool) -> Parked:
+def _describe(message: ConsumerRecord[bytes, bytes], topic: str, replayed: bool) -> Parked:
     headers = headers_of(message)
-    value = getattr(message, "value", None) or b""
     try:
-        decoded = orjson.loads(value)
+        decoded = orjson.loads(message.value or b"")
         kind = str(decoded.get("type", "?")) if isinstance(decoded, dict) else "?"
     except orjson.JSONDecodeError:
         kind = "?"
-    key = getattr(message, "key", None) or b""
     return Parked(
         topic=topic,
-        partition=getattr(message, "partition", -1),
-        offset=getattr(message, "offset", -1),
-        key=key.decode("utf-8", "replace"),
+        partition=message.partition,
+        offset=message.offset,
+        key=(message.key or b"").decode("utf-8", "replace"),
         type=kind,
         reason=headers.get("x-error-reason", ""),
         detail=headers.get("x-error-detail", ""),

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import orjson
 
 from eatcloud.domain.saga import SagaState
 from eatcloud.postgres import create_pool
+from eatcloud.postgres import read_models as rm
 from eatcloud.settings import Settings
 from eatcloud.streams.reading import partition_of, read_to_end
 
@@ -56,11 +56,7 @@ async def saga_state(settings: Settings, order_id: str) -> SagaState | None:
 async def timeline(settings: Settings, order_id: str) -> list[TimelineEntry]:
     pool = await create_pool(settings.postgres, max_size=1)
     try:
-        rows: list[Any] = await pool.fetch(
-            "SELECT occurred_at, type, status, reason FROM order_timeline"
-            " WHERE order_id = $1 ORDER BY occurred_at, event_id",
-            order_id,
-        )
+        rows = await rm.timeline(pool, order_id)  # what GET /orders/{id}/timeline serves
     finally:
         await pool.close()
     return [TimelineEntry(r["occurred_at"], r["type"], r["status"], r["reason"]) for r in rows]

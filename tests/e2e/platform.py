@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from eatcloud.settings import Settings
 from tests.integration.api_harness import Api, api_on, approved_store, bearer
@@ -23,6 +23,7 @@ from tests.integration.saga_harness import saga_worker, unique_prefix
 from tests.integration.workers import WorkerProcess, free_port
 
 ACCEPT_TIMEOUT = 8
+T = TypeVar("T")
 
 
 @dataclass
@@ -62,6 +63,34 @@ async def running_platform(stack: Settings, folder: Path) -> AsyncIterator[Platf
             print(worker.tail(80))
 
 
+async def eventually(
+    probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], within: float = 30
+) -> T:
+    """``probe()`` until ``done`` says yes or ``within`` seconds pass; its last value."""
+    deadline = time.monotonic() + within
+    while True:
+        value = await probe()
+        if done(value) or time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(0.3)
+
+
+async def stock_of(p: Platform, store: str) -> dict[str, int]:
+    """The store's one menu in the stock view: on hand, reserved, sold."""
+    row = await p.api.pool.fetchrow(
+        "SELECT on_hand, reserved, sold FROM stock_view WHERE store_id = $1", store
+    )
+    return dict(row)
+
+
+async def on_hand(p: Platform, store: str, menu: str) -> int | None:
+    """A menu's units on hand in the stock view (None until the stock agent has it)."""
+    value: int | None = await p.api.pool.fetchval(
+        "SELECT on_hand FROM stock_view WHERE store_id = $1 AND menu_id = $2", store, menu
+    )
+    return value
+
+
 async def menu_with_stock(p: Platform, price: int, stock: int) -> tuple[str, str]:
     """A new approved store with one menu of ``stock`` units, once the stock agent has it."""
     store = await approved_store(p.api, p.manager, p.admin, name=f"S {uuid.uuid4().hex[:6]}")
@@ -72,16 +101,10 @@ async def menu_with_stock(p: Platform, price: int, stock: int) -> tuple[str, str
     )
     assert made.status_code == 201, made.text
     store_id, menu_id = str(store["id"]), made.json()["id"]
-    deadline = time.monotonic() + 90  # the first one waits for the worker to join its group
-    while time.monotonic() < deadline:
-        on_hand = await p.api.pool.fetchval(
-            "SELECT on_hand FROM stock_view WHERE store_id = $1 AND menu_id = $2",
-            store_id,
-            menu_id,
-        )
-        if on_hand == stock:
-            return store_id, menu_id
-        await asyncio.sleep(0.2)
+
+    # The first one waits for the worker to join its group.
+    if await eventually(lambda: on_hand(p, store_id, menu_id), lambda n: n == stock, 90) == stock:
+        return store_id, menu_id
     raise AssertionError(f"stock never reached the stock view\n{p.worker.tail(60)}")
 
 

@@ -4,12 +4,8 @@ and ``demo``, each run as the ``eatcloud`` console script with the worker's sett
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
 
 from aiokafka import AIOKafkaProducer
 
@@ -17,22 +13,17 @@ from eatcloud.domain.saga import Step
 from eatcloud.ops.dlq import Parked, parked
 from eatcloud.ops.saga import report
 from eatcloud.streams.reading import headers_of, read_to_end
-from tests.e2e.platform import Platform, menu_with_stock, place, wait, worker_settings
+from tests.e2e.platform import (
+    Platform,
+    eventually,
+    menu_with_stock,
+    on_hand,
+    place,
+    wait,
+    worker_settings,
+)
 from tests.integration.api_harness import bearer
 from tests.integration.workers import ApiProcess, eatcloud_command
-
-T = TypeVar("T")
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], within: float = 30
-) -> T:
-    deadline = time.monotonic() + within
-    while True:
-        value = await probe()
-        if done(value) or time.monotonic() > deadline:
-            return value
-        await asyncio.sleep(0.3)
 
 
 async def test_saga_show_prints_the_saga_state_and_its_timeline(platform: Platform) -> None:
@@ -125,13 +116,7 @@ async def test_stock_adjust_queues_a_change_the_stock_agent_applies(platform: Pl
     )
     assert code == 0 and "queued AdjustStock" in out, out
 
-    async def on_hand() -> int | None:
-        value: int | None = await p.api.pool.fetchval(
-            "SELECT on_hand FROM stock_view WHERE store_id = $1 AND menu_id = $2", store, menu
-        )
-        return value
-
-    assert await eventually(on_hand, lambda n: n == 9) == 9
+    assert await eventually(lambda: on_hand(p, store, menu), lambda n: n == 9) == 9
     code, out = await eatcloud_command(
         p.worker.env, "stock", "adjust", store, str(uuid.uuid4()), "--delta", "1"
     )

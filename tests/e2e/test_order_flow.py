@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any
 
 import httpx
@@ -17,8 +16,16 @@ import pytest
 from eatcloud.kinesis.streams import kinesis_client
 from eatcloud.postgres.rebuild import rebuild
 from eatcloud.settings import Settings
-from tests.e2e.platform import ACCEPT_TIMEOUT, Platform, menu_with_stock, place, wait
-from tests.integration.api_harness import bearer
+from tests.e2e.platform import (
+    ACCEPT_TIMEOUT,
+    Platform,
+    eventually,
+    menu_with_stock,
+    place,
+    stock_of,
+    wait,
+)
+from tests.integration.api_harness import bearer, metric
 from tests.integration.test_kinesis_forwarder import read_all
 
 
@@ -49,10 +56,7 @@ async def test_checkout_to_completed_through_http(
         f"/api/v1/orders/{order_id}/timeline", headers=bearer(customer["access_token"])
     )
     assert [e["status"] for e in timeline.json()] == ["PENDING", "PAID", "ACCEPTED", "COMPLETED"]
-    stock = await p.api.pool.fetchrow(
-        "SELECT on_hand, reserved, sold FROM stock_view WHERE store_id = $1", store
-    )
-    assert dict(stock) == {"on_hand": 3, "reserved": 0, "sold": 2}
+    assert await stock_of(p, store) == {"on_hand": 3, "reserved": 0, "sold": 2}
     sales = await p.api.pool.fetchrow(
         "SELECT orders, revenue FROM store_sales WHERE store_id = $1", store
     )
@@ -79,23 +83,25 @@ async def test_order_events_reach_kinesis_in_order_with_their_trace_headers(
     await wait(p, customer, order_id, "PAID")
     client = kinesis_client(stack)
     stream = p.worker.env["EATCLOUD_KINESIS__STREAM_NAME"]
-    deadline = time.monotonic() + 30
-    while True:
+
+    async def forwarded() -> tuple[list[tuple[str, Any]], list[Any]]:
         records = [(key, orjson.loads(data)) for key, data in read_all(client, stream)]
         mine = [
             (key, r)
             for key, r in records
             if r["topic"] == "order-events" and r["event"]["order_id"] == order_id
         ]
-        # Order and stock events are forwarded by two agents: wait for both.
         stock = [
             r
             for _, r in records
             if r["topic"] == "stock-events" and r["event"]["store_id"] == store
         ]
-        if (len(mine) >= 2 and len(stock) >= 3) or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.5)
+        return mine, stock
+
+    # Order and stock events are forwarded by two agents: wait for both.
+    mine, stock = await eventually(
+        forwarded, lambda found: len(found[0]) >= 2 and len(found[1]) >= 3
+    )
     assert [r["event"]["type"] for _, r in mine] == ["OrderPlaced", "OrderPaid"], mine
     assert all(key == order_id for key, _ in mine)
     assert all(r["headers"]["x-request-id"] == "e2e-kinesis-1" for _, r in mine)
@@ -103,27 +109,17 @@ async def test_order_events_reach_kinesis_in_order_with_their_trace_headers(
     assert [r["event"]["change"] for r in stock] == ["adjusted", "reserved", "committed"]
 
 
-def metric(text: str, name: str, **labels: str) -> float:
-    """The value of one sample in a Prometheus exposition (0 when absent)."""
-    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    for line in text.splitlines():
-        head, _, value = line.rpartition(" ")
-        if head == (f"{name}{{{want}}}" if labels else name):
-            return float(value)
-    return 0.0
-
-
 async def test_the_worker_and_the_api_expose_their_metrics(platform: Platform) -> None:
     """Runs after an order completed above: the worker counted it, and the API its requests."""
     p = platform
     port = p.worker.env["EATCLOUD_WORKER__METRICS_PORT"]
-    deadline = time.monotonic() + 15  # the lag gauges are sampled every 5 s
     async with httpx.AsyncClient() as client:
-        while True:
-            worker = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
-            if "eatcloud_consumer_lag{" in worker or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.5)
+
+        async def scrape() -> str:
+            return (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+
+        # The lag gauges are sampled every 5 s.
+        worker = await eventually(scrape, lambda text: "eatcloud_consumer_lag{" in text, within=15)
     assert metric(worker, "eatcloud_saga_outcomes_total", status="COMPLETED") >= 1
     assert metric(worker, "eatcloud_saga_outcomes_total", status="PAID") >= 1
     assert metric(worker, "eatcloud_outbox_published_total") >= 1
@@ -144,16 +140,16 @@ async def test_the_worker_reports_live_and_ready_once_its_tables_are_recovered(
 ) -> None:
     """The probes of the Helm chart's worker StatefulSet, on the worker's web port."""
     port = platform.worker.env["EATCLOUD_WORKER__WEB_PORT"]
-    deadline = time.monotonic() + 90  # when run alone, the worker is still starting
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-        while True:
+
+        async def probe() -> httpx.Response | None:
             try:
-                ready = await client.get("/health/ready")
+                return await client.get("/health/ready")
             except httpx.ConnectError:  # its web server is not up yet
-                ready = None
-            if (ready is not None and ready.status_code == 200) or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.5)
+                return None
+
+        # When this test runs alone, the worker is still starting.
+        ready = await eventually(probe, lambda r: r is not None and r.status_code == 200, 90)
         live = await client.get("/health/live")
     assert ready is not None, platform.worker.tail()
     assert live.status_code == 200, live.text
@@ -169,10 +165,7 @@ async def test_a_declined_payment_ends_rejected(platform: Platform) -> None:
     placed = await place(p, customer, store, menu)
     ended = await wait(p, customer, placed.json()["order_id"], "PAID")
     assert ended["status"] == "REJECTED" and "declined" in ended["reason"], ended
-    stock = await p.api.pool.fetchrow(
-        "SELECT on_hand, reserved, sold FROM stock_view WHERE store_id = $1", store
-    )
-    assert dict(stock) == {"on_hand": 5, "reserved": 0, "sold": 0}
+    assert await stock_of(p, store) == {"on_hand": 5, "reserved": 0, "sold": 0}
 
 
 async def test_a_store_that_does_not_accept_in_time_cancels_with_refund(platform: Platform) -> None:
@@ -184,10 +177,7 @@ async def test_a_store_that_does_not_accept_in_time_cancels_with_refund(platform
     assert (await wait(p, customer, order_id, "PAID"))["status"] == "PAID"
     ended = await wait(p, customer, order_id, "CANCELLED")
     assert ended["status"] == "CANCELLED", ended
-    stock = await p.api.pool.fetchrow(
-        "SELECT on_hand, reserved, sold FROM stock_view WHERE store_id = $1", store
-    )
-    assert dict(stock) == {"on_hand": 5, "reserved": 0, "sold": 0}
+    assert await stock_of(p, store) == {"on_hand": 5, "reserved": 0, "sold": 0}
 
 
 async def test_a_flash_sale_through_http_sells_exactly_the_stock_and_409s_the_rest(
@@ -207,10 +197,7 @@ async def test_a_flash_sale_through_http_sells_exactly_the_stock_and_409s_the_re
     assert all(a.json()["type"].endswith("/sold-out") for a in refused)
     finals = [await wait(p, b, order_id, "PAID") for b, order_id in accepted]
     assert [f["status"] for f in finals] == ["PAID"] * 5
-    stock = await p.api.pool.fetchrow(
-        "SELECT on_hand, reserved, sold FROM stock_view WHERE store_id = $1", store
-    )
-    assert dict(stock) == {"on_hand": 0, "reserved": 0, "sold": 5}
+    assert await stock_of(p, store) == {"on_hand": 0, "reserved": 0, "sold": 5}
 
 
 async def test_customers_see_only_their_own_orders(platform: Platform) -> None:
@@ -245,12 +232,15 @@ async def test_projections_rebuild_replays_the_log_into_identical_rows(
 ) -> None:
     """Runs last in this module: every order above has ended (or ends within the deadline)."""
     p = platform
-    deadline = time.monotonic() + ACCEPT_TIMEOUT + 30
-    while await p.api.pool.fetchval(
-        "SELECT count(*) FROM order_view WHERE status NOT IN ('COMPLETED', 'CANCELLED', 'REJECTED')"
-    ):
-        assert time.monotonic() < deadline, "orders still open"
-        await asyncio.sleep(0.5)
+
+    async def still_open() -> int:
+        count: int = await p.api.pool.fetchval(
+            "SELECT count(*) FROM order_view"
+            " WHERE status NOT IN ('COMPLETED', 'CANCELLED', 'REJECTED')"
+        )
+        return count
+
+    assert await eventually(still_open, lambda n: n == 0, ACCEPT_TIMEOUT + 30) == 0, "orders open"
     await asyncio.sleep(1.0)  # the last events' projections land
 
     async def snapshot() -> dict[str, list[dict[str, Any]]]:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +14,7 @@ from eatcloud.kinesis.reader import StreamReader
 from eatcloud.kinesis.streams import kinesis_client
 from eatcloud.settings import Settings
 from tests.integration.test_kinesis_forwarder import new_stream
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.integration.workers import eatcloud_command
 
 
 def history(stores: int, orders: int) -> list[Entry]:
@@ -69,49 +66,16 @@ def test_the_cli_report_draws_a_chart_and_watch_shows_the_table(
 ) -> None:
     client = kinesis_client(settings)
     stream = new_stream(client)
-    import asyncio
-
     asyncio.run(KinesisForwarder(client, stream).put(history(stores=2, orders=3)))
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "EATCLOUD_KINESIS__STREAM_NAME": stream}
+    env = {"EATCLOUD_KINESIS__STREAM_NAME": stream}
     out = tmp_path / "report.png"
-    report = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "eatcloud.cli",
-            "analytics",
-            "report",
-            "--out",
-            str(out),
-            "--from",
-            "trim-horizon",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    code, report = asyncio.run(
+        eatcloud_command(env, "analytics", "report", "--out", str(out), "--from", "trim-horizon")
     )
-    assert report.returncode == 0, report.stderr
+    assert code == 0, report
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
-    assert "store-0" in report.stdout and "50.00" in report.stdout  # revenue 2,000 + 3,000
-    watch = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "eatcloud.cli",
-            "analytics",
-            "watch",
-            "--from",
-            "trim-horizon",
-            "--seconds",
-            "1.5",
-            "--interval",
-            "0.3",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert watch.returncode == 0, watch.stderr
-    assert "store-1" in watch.stdout and "33.3 %" in watch.stdout  # 1 rejected of 3 ended
+    assert "store-0" in report and "50.00" in report  # revenue 2,000 + 3,000
+    watch_args = ("--from", "trim-horizon", "--seconds", "1.5", "--interval", "0.3")
+    code, watch = asyncio.run(eatcloud_command(env, "analytics", "watch", *watch_args))
+    assert code == 0, watch
+    assert "store-1" in watch and "33.3 %" in watch  # 1 rejected of 3 ended

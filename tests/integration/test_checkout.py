@@ -13,7 +13,7 @@ import pytest
 from eatcloud.locks import gate
 from eatcloud.settings import Settings
 from eatcloud.streams import records as r
-from tests.integration.api_harness import Api, approved_store, bearer, running_api
+from tests.integration.api_harness import Api, approved_store, bearer, metric, running_api
 
 
 @pytest.fixture(scope="module")
@@ -112,10 +112,7 @@ async def test_bad_orders_get_clear_errors_and_no_outbox_row(
         "/api/v1/orders", json=_order(shop, 1), headers=bearer(shop["manager"]["access_token"])
     )
     assert manager.status_code == 403
-    count = await api.pool.fetchval(
-        "SELECT count(*) FROM orders WHERE customer_id = $1", uuid.UUID(customer["id"])
-    )
-    assert count == 0
+    assert await _orders_of(api, customer) == 0
 
 
 async def test_an_idempotency_key_gives_one_order_however_often_it_is_clicked(
@@ -138,10 +135,7 @@ async def test_an_idempotency_key_gives_one_order_however_often_it_is_clicked(
     assert order_ids | {again.json()["order_id"]} == {again.json()["order_id"]}
     other_body = await api.client.post("/api/v1/orders", json=_order(shop, 2), headers=headers)
     assert other_body.status_code == 422 and "different request body" in other_body.text
-    count = await api.pool.fetchval(
-        "SELECT count(*) FROM orders WHERE customer_id = $1", uuid.UUID(customer["id"])
-    )
-    assert count == 1
+    assert await _orders_of(api, customer) == 1
 
 
 async def test_the_cart_holds_one_store_and_checkout_empties_it(
@@ -208,16 +202,13 @@ async def test_the_stock_gate_refuses_sold_out_lines_with_409_before_the_outbox(
         "eatcloud_stock_gate_rejections_total",
         "eatcloud_checkout_lock_held_seconds_count",
     )
-    assert _sample(after, rejections) == _sample(before, rejections) + 1
-    assert _sample(after, held) == _sample(before, held) + 2  # both held the customer's lock
+    assert metric(after, rejections) == metric(before, rejections) + 1
+    assert metric(after, held) == metric(before, held) + 2  # both held the customer's lock
     assert first.status_code == 202, first.text
     assert second.status_code == 409, second.text
     assert second.json()["type"].endswith("/sold-out")
     assert second.json()["menu_id"] == menu and second.json()["available"] == 1
-    count = await api.pool.fetchval(
-        "SELECT count(*) FROM orders WHERE customer_id = $1", uuid.UUID(customer["id"])
-    )
-    assert count == 1
+    assert await _orders_of(api, customer) == 1
 
 
 async def test_checkouts_are_rate_limited_per_customer(api: Api, shop: dict[str, Any]) -> None:
@@ -232,8 +223,8 @@ async def test_checkouts_are_rate_limited_per_customer(api: Api, shop: dict[str,
     assert statuses == [404] * burst + [429]
 
 
-def _sample(exposition: str, name: str) -> float:
-    for line in exposition.splitlines():
-        if line.startswith(f"{name} "):
-            return float(line.split()[-1])
-    raise AssertionError(f"{name} is not exposed")
+async def _orders_of(api: Api, customer: dict[str, str]) -> int:
+    count: int = await api.pool.fetchval(
+        "SELECT count(*) FROM orders WHERE customer_id = $1", uuid.UUID(customer["id"])
+    )
+    return count

@@ -2,36 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 import uuid
-from pathlib import Path
 
 from eatcloud.settings import Settings
 from eatcloud.streams.reading import read_to_end
-
-FAUST = str(Path(sys.executable).with_name("faust"))
+from tests.integration.workers import console_script
 
 
 async def faust(prefix: str, *args: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        FAUST,
-        "-A",
-        "eatcloud.app",
-        *args,
-        env={
-            **os.environ,
-            "EATCLOUD_KAFKA__TOPIC_PREFIX": prefix,
-            "EATCLOUD_WORKER__APP_ID": prefix.rstrip("-"),
-            "COLUMNS": "200",
-        },
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 120)
-    return proc.returncode or 0, out.decode()
+    env = {"EATCLOUD_KAFKA__TOPIC_PREFIX": prefix, "EATCLOUD_WORKER__APP_ID": prefix.rstrip("-")}
+    return await console_script("faust", env, "-A", "eatcloud.app", *args)
 
 
 async def test_agents_lists_every_agent_with_its_topics() -> None:

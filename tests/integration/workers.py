@@ -129,17 +129,27 @@ class ApiProcess:
         return [line for line in self.log.read_text().splitlines() if '"level": "ERROR"' in line]
 
 
-async def eatcloud_command(env: dict[str, str], *args: str, within: float = 120) -> tuple[int, str]:
-    """Run the ``eatcloud`` console script with ``env`` on top of ours: (exit code, output)."""
+async def console_script(
+    name: str, env: dict[str, str], *args: str, within: float = 120
+) -> tuple[int, str]:
+    """Run one of our console scripts (``eatcloud``, ``faust``) with ``env`` on top of ours.
+
+    Returns (exit code, output with stderr merged). No stdin, as in CI.
+    """
     import asyncio
 
     proc = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).with_name("eatcloud")),
+        str(Path(sys.executable).with_name(name)),
         *args,
-        env={**os.environ, "COLUMNS": "200", **env},
+        env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200", **env},
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
     out, _ = await asyncio.wait_for(proc.communicate(), within)
     return proc.returncode or 0, out.decode()
+
+
+async def eatcloud_command(env: dict[str, str], *args: str, within: float = 120) -> tuple[int, str]:
+    """The ``eatcloud`` command: (exit code, output)."""
+    return await console_script("eatcloud", env, *args, within=within)
