@@ -35,7 +35,9 @@ class KafkaSettings(_Group):
     metadata_max_age_seconds: float = Field(default=10.0, gt=0)
     topic_partitions: int = Field(default=4, ge=1)
     topic_replication_factor: int = Field(default=1, ge=1)
-    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    # At-least-once with idempotent effects is the only guarantee: Faust 0.15.3's exactly_once
+    # is not crash-safe with our tables (docs/architecture.md), so it is not offered.
+    processing_guarantee: Literal["at_least_once"] = "at_least_once"
     # Producer batching: a few ms of linger turns one request per message into one per batch.
     producer_linger_ms: float = Field(default=5.0, ge=0)
     # Put before every topic name; tests use it to get topics of their own.
@@ -62,6 +64,10 @@ class WorkerSettings(_Group):
     projections: bool = True
     # Order and stock events -> the Kinesis analytics stream.
     kinesis_forwarder: bool = True
+    # The saga's handlers take up to this many input records (each a batch of messages) per
+    # unit, waiting at most ``batch_within_ms`` for more before they run what they have.
+    batch_records: int = Field(default=200, ge=1, le=10_000)
+    batch_within_ms: float = Field(default=10.0, gt=0, le=1_000)
 
 
 class SagaSettings(_Group):
@@ -75,6 +81,8 @@ class SagaSettings(_Group):
     reservation_ttl_seconds: float = Field(default=600.0, gt=0)
     # How often the timers look for passed deadlines and expired reservations.
     timer_interval_seconds: float = Field(default=1.0, gt=0)
+    # A finished saga stays this long (late replies still find it), then leaves the table.
+    retention_seconds: float = Field(default=3600.0, gt=0)
 
 
 class PaymentSettings(_Group):

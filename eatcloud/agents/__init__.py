@@ -1,9 +1,15 @@
-"""The Faust agents of the order saga, registered on an app by ``register``.
+"""The worker's agents, registered on an app by ``register``.
+
+The saga's participants are typed, module-level handlers that the runtime
+(``eatcloud.runtime``) runs over batches:
 
 - ``orchestrator``: order commands and participant replies -> the sagas table
 - ``stock``: stock commands -> the stores' ledgers and reservations
 - ``payment``: payment commands -> the payment gateway and the payments table
 - ``points``: points commands -> the customers' points and holds
+
+Around them, plain Faust agents and tasks:
+
 - ``outbox_relay`` (on the leader): the API's outbox rows in PostgreSQL -> their topics
 - ``order-projection``, ``stock-projection``: events -> PostgreSQL read models, Redis gate
 - ``kinesis-order-events``, ``kinesis-stock-events``: events -> the Kinesis analytics stream
@@ -27,6 +33,7 @@ from eatcloud.agents import (
 from eatcloud.agents.wiring import Wiring
 from eatcloud.domain.saga import SagaPolicy
 from eatcloud.payments.gateway import PaymentGateway, make_gateway
+from eatcloud.runtime.adapter import Runtime
 from eatcloud.settings import Settings
 from eatcloud.streams import topics as t
 
@@ -53,32 +60,48 @@ def policy_from(settings: Settings) -> SagaPolicy:
 
 def register(app: Any, settings: Settings, gateway: PaymentGateway | None = None) -> Wiring:
     """Declare topics and tables on ``app`` and register every agent and timer."""
-    partitions = settings.kafka.topic_partitions
-    names = t.TopicNames(settings.kafka.topic_prefix)
+    kafka, worker, saga = settings.kafka, settings.worker, settings.saga
+    runtime = Runtime(
+        app,
+        prefix=kafka.topic_prefix,
+        partitions=kafka.topic_partitions,
+        batch=worker.batch_records,
+        within=worker.batch_within_ms / 1000,
+    )
+    topics = t.declare(app, t.TopicNames(kafka.topic_prefix), kafka.topic_partitions)
+    declared = tables.declare(runtime)
     wiring = Wiring(
         app=app,
         settings=settings,
-        topics=t.declare(app, names, partitions),
-        tables=tables.declare(app, partitions),
+        topics=topics,
+        tables=declared,
         gateway=gateway or make_gateway(settings.payment),
         policy=policy_from(settings),
+        runtime=runtime,
     )
-    orchestrator.register(wiring)
-    stock.register(wiring)
-    payment.register(wiring)
-    points.register(wiring)
-    if settings.worker.outbox_relay:
+    every = saga.timer_interval_seconds
+    sagas = orchestrator.Orchestrator(
+        declared.sagas, wiring.policy, orchestrator.Deadlines(saga.retention_seconds)
+    )
+    shop = stock.Stock(declared.stock, saga.reservation_ttl_seconds, stock.HeldReservations())
+    runtime.register(orchestrator.handler(sagas), topics)
+    runtime.register(stock.handler(shop), topics)
+    runtime.register(payment.handler(payment.Payments(declared.payments, wiring.gateway)), topics)
+    runtime.register(points.handler(points.Points(declared.points)), topics)
+    orchestrator.start_timer(app, runtime, sagas, every)
+    stock.start_timer(app, runtime, shop, every)
+    if worker.outbox_relay:
         relay.register(app, settings)
-    if settings.worker.projections:
+    if worker.projections:
         projections.register(wiring)
-    if settings.worker.kinesis_forwarder:
+    if worker.kinesis_forwarder:
         forwarder.register(wiring)
     telemetry.register(app, settings)
 
     @app.task  # type: ignore[untyped-decorator]  # faust is untyped
     async def declare_topics() -> None:
         """Create every topic with our partition count, before anything is sent to one."""
-        for topic in wiring.topics.values():
+        for topic in topics.values():
             await topic.maybe_declare()
 
     return wiring

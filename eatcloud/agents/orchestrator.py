@@ -1,29 +1,37 @@
-"""The saga orchestrator: reads order commands and participant replies, decides, writes, sends.
+"""The saga orchestrator: order commands and participant replies in, the sagas table, outputs.
+
+``handle`` is the whole step for one message: read the order's saga, ``decide``, write it back,
+send the commands and events. The runtime runs it over batches (``eatcloud.runtime``).
 
 The saga's deadlines live in its state. A timer on each worker keeps an index of the
-deadlines of the sagas this worker owns (fed by the agent, rebuilt from the table after each
+deadlines of the sagas this worker owns (fed by the handler, rebuilt from the table after each
 rebalance) and sends a ``Timeout`` through ``order-commands`` when one passes: the table is
-only ever written here, inside the agent.
+only ever written by the handler. A deadline is not acted on while replies that arrived
+before it may still be queued behind a backlog (``Runtime.backlog_time``): an overloaded worker
+must not make more work for itself with timeouts of replies it simply has not read yet.
+A finished saga stays ``retention`` seconds (late replies still find it), then a ``Timeout``
+for step ``done`` deletes it, so the table does not grow with every order ever placed.
 """
 
 from __future__ import annotations
 
-import logging
+import functools
 import re
 import time
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import Field
 
 from eatcloud.agents.schedule import Schedule, timers_may_run
-from eatcloud.agents.wiring import Wiring, guard_timer
-from eatcloud.domain.saga import SagaState, Step, decide
+from eatcloud.domain.saga import SagaPolicy, SagaState, Step, decide
 from eatcloud.observability.metrics import metrics
+from eatcloud.runtime.adapter import Context, Handler, Runtime
+from eatcloud.runtime.wire import partition_for
 from eatcloud.streams import records as r
 from eatcloud.streams import topics as t
 from eatcloud.streams.codec import Decoder
-
-log = logging.getLogger("eatcloud.agents.orchestrator")
+from eatcloud.tables import RecordTable
 
 # One discriminated union over both topics' records: as a plain union of the two, pydantic
 # tried each in turn and reported the first one's tag mismatch, so an invalid reply went to
@@ -31,21 +39,35 @@ log = logging.getLogger("eatcloud.agents.orchestrator")
 INBOX: Decoder[r.PlaceOrder | r.CancelOrder | r.AcceptOrder | r.CompleteOrder | r.Timeout] = (
     Decoder(Annotated[r.OrderCommand | r.SagaReply, Field(discriminator="type")])
 )
+FORGET = "done"  # the Timeout step that deletes a finished saga
 
 
-class Deadlines(Schedule[str, Step]):
-    """Deadlines of the live sagas this worker owns: order_id -> (deadline, step)."""
+class Deadlines(Schedule[str, str]):
+    """Deadlines of the sagas this worker owns: order_id -> (deadline, step)."""
+
+    def __init__(self, retention: float) -> None:
+        super().__init__()
+        self.retention = retention
 
     def track(self, order_id: str, state: SagaState) -> None:
-        if state.deadline is None:
-            self.cancel(order_id)
+        if state.deadline is not None:
+            self.set(order_id, state.deadline, state.step.value)
+        elif state.step is Step.DONE:
+            self.set(order_id, state.updated_at + self.retention, FORGET)
         else:
-            self.set(order_id, state.deadline, state.step)
+            self.cancel(order_id)
 
     def rebuild(self, sagas: list[tuple[str, SagaState]]) -> None:
         self.clear()
         for order_id, state in sagas:
             self.track(order_id, state)
+
+
+@dataclass(frozen=True)
+class Orchestrator:
+    sagas: RecordTable[SagaState]
+    policy: SagaPolicy
+    deadlines: Deadlines
 
 
 _STATUS = {
@@ -79,57 +101,70 @@ def observe(state: Any, message: Any, decision: Any, now: float) -> None:
             bundle.compensations.labels(compensation_reason(event)).inc()
 
 
-def register(wiring: Wiring) -> Deadlines:
-    app, tables, policy = wiring.app, wiring.tables, wiring.policy
-    inbox = app.topic(
-        *(wiring.topics[name].get_topic_name() for name in (t.ORDER_COMMANDS, t.SAGA_REPLIES)),
-        key_type=str,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=wiring.settings.kafka.topic_partitions,
-        internal=True,  # Faust creates both before subscribing
+async def handle(saga: Orchestrator, ctx: Context, message: Any) -> None:
+    """One order's step: its saga, the decision, the new saga and its outputs."""
+    order_id = message.order_id
+    state = ctx.get(saga.sagas, order_id)
+    if isinstance(message, r.Timeout) and message.step == FORGET:
+        retained = state is not None and state.step is Step.DONE
+        if retained and message.deadline == state.updated_at + saga.deadlines.retention:  # type: ignore[union-attr]  # retained: not None
+            ctx.put(saga.sagas, order_id, None)
+        return
+    now = time.time()
+    decision = decide(state, message, now, saga.policy)
+    observe(state, message, decision, now)
+    if decision.state is not None and decision.state is not state:
+        ctx.put(saga.sagas, order_id, decision.state)
+        saga.deadlines.track(order_id, decision.state)
+    ctx.send(*decision.commands, *decision.events)
+
+
+def handler(saga: Orchestrator) -> Handler[Any]:
+    return Handler(
+        name="orchestrator",
+        topics=(t.ORDER_COMMANDS, t.SAGA_REPLIES),
+        decoder=INBOX,
+        handle=functools.partial(handle, saga),
+        key=lambda message: message.order_id,
+        help="Runs each order's saga: commands and replies in, steps and events out.",
     )
-    deadlines = Deadlines()
 
-    async def handle(event: Any, message: Any) -> None:
-        state = tables.sagas.get(message.order_id)
-        now = time.time()
-        decision = decide(state, message, now, policy)
-        observe(state, message, decision, now)
-        if decision.state is not None and decision.state is not state:
-            tables.sagas.put(message.order_id, decision.state)
-            deadlines.track(message.order_id, decision.state)
-        if decision.note:
-            log.debug("order %s: %s", message.order_id, decision.note)
-        await wiring.send_all((*decision.commands, *decision.events), event)
 
-    @app.agent(inbox, name="orchestrator")  # type: ignore[untyped-decorator]  # faust is untyped
-    async def orchestrator(stream: Any) -> None:
-        """Runs each order's saga: commands and replies in, steps and events out."""
-        async for event in stream.events():
-            message = await wiring.decode(event, INBOX)
-            if message is not None:
-                await wiring.guarded(handle, event, message)
+def timeouts(saga: Orchestrator, runtime: Runtime, now: float) -> list[r.Timeout]:
+    """The Timeouts due now; deadlines whose partition is behind them wait for it."""
+    due, later = [], []
+    for order_id, step, deadline in saga.deadlines.pop_passed(now):
+        partition = partition_for(order_id.encode(), runtime.partitions)
+        read_up_to = min(runtime.backlog_time(topic, partition) for topic in _INPUTS)
+        if step != FORGET and read_up_to < deadline:
+            later.append((order_id, step, deadline))  # its reply may be queued: not late yet
+            continue
+        due.append(
+            r.Timeout(
+                event_id=r.derived_id(order_id, f"timeout/{step}/{deadline}"),
+                order_id=order_id,
+                step=step,
+                deadline=deadline,
+            )
+        )
+    for order_id, step, deadline in later:
+        saga.deadlines.set(order_id, deadline, step)
+    return due
 
-    deadlines.watch(app)
+
+_INPUTS = (t.ORDER_COMMANDS, t.SAGA_REPLIES)
+
+
+def start_timer(app: Any, runtime: Runtime, saga: Orchestrator, every: float) -> None:
+    saga.deadlines.watch(app)
 
     async def saga_deadlines() -> None:
         if not timers_may_run(app):
             return
-        if deadlines.stale:
-            deadlines.rebuild(tables.sagas.items())
-        now = time.time()
-        for order_id, step, deadline in deadlines.pop_passed(now):
-            timeout = r.Timeout(
-                event_id=r.derived_id(order_id, f"timeout/{step}/{deadline}"),
-                order_id=order_id,
-                step=step.value,
-                deadline=deadline,
-            )
-            await wiring.send(timeout)
+        if saga.deadlines.stale:
+            saga.deadlines.rebuild(saga.sagas.items())
+        due = timeouts(saga, runtime, time.time())
+        if due:
+            await runtime.emit(due)
 
-    app.timer(wiring.settings.saga.timer_interval_seconds)(
-        guard_timer("saga_deadlines", saga_deadlines)
-    )
-
-    return deadlines
+    runtime.timer(every, "saga_deadlines", saga_deadlines)

@@ -1,4 +1,4 @@
-"""The points agent: one customer's points per key; one hold record per order.
+"""The points handler: one customer's points per key; one hold record per order.
 
 Reserve, deduct and release are idempotent per order through the hold record; a release
 touches only that order's hold. ``AdjustPoints`` grants or removes points outside orders and
@@ -7,52 +7,58 @@ is recognised by its event_id when delivered twice.
 
 from __future__ import annotations
 
+import functools
 import logging
+from dataclasses import dataclass
 from typing import Any
 
-from eatcloud.agents.wiring import Wiring
 from eatcloud.domain import points
+from eatcloud.domain.points import Hold
+from eatcloud.runtime.adapter import Context, Handler
 from eatcloud.streams import records as r
 from eatcloud.streams import topics as t
 from eatcloud.streams.codec import Decoder
-from eatcloud.tables import PointsEntry
+from eatcloud.tables import OwnedRecords, PointsEntry
 
 log = logging.getLogger("eatcloud.agents.points")
 
 COMMANDS: Decoder[Any] = Decoder(r.PointsCommand)
 
 
-def register(wiring: Wiring) -> None:
-    app, accounts = wiring.app, wiring.tables.points
+@dataclass(frozen=True)
+class Points:
+    accounts: OwnedRecords[PointsEntry, Hold]
 
-    def adjust(command: r.AdjustPoints, entry: PointsEntry) -> None:
+
+async def handle(pts: Points, ctx: Context, command: Any) -> None:
+    customer = command.customer_id
+    entry = pts.accounts.load(ctx, customer)
+    if isinstance(command, r.AdjustPoints):
         if entry.seen(command.event_id):
             return
         adjusted = points.adjust(entry.account, command.delta)
         if adjusted is None:
-            log.warning("customer %s: points adjust refused", command.customer_id)
+            log.warning("customer %s: points adjust refused", customer)
             adjusted = entry.account
         remembered = entry.model_copy(
             update={"account": adjusted, "recent": entry.remembering(command.event_id)}
         )
-        accounts.save(command.customer_id, remembered)
+        pts.accounts.save(ctx, customer, remembered, None, None)
+        return
+    hold = pts.accounts.record(ctx, customer, command.order_id)
+    outcome = points.apply(entry.account, hold, command)
+    if outcome.hold is not None or outcome.account is not entry.account:
+        changed = entry.model_copy(update={"account": outcome.account})
+        pts.accounts.save(ctx, customer, changed, command.order_id, outcome.hold)
+    ctx.send(points.reply_for(command, outcome.hold or hold))
 
-    async def handle(event: Any, command: Any) -> None:
-        entry = accounts.load(command.customer_id)
-        if isinstance(command, r.AdjustPoints):
-            adjust(command, entry)
-            return
-        hold = accounts.record(command.customer_id, entry, command.order_id)
-        outcome = points.apply(entry.account, hold, command)
-        if outcome.hold is not None or outcome.account is not entry.account:
-            changed = entry.model_copy(update={"account": outcome.account})
-            accounts.save(command.customer_id, changed, command.order_id, outcome.hold)
-        await wiring.send(points.reply_for(command, outcome.hold or hold), event)
 
-    @app.agent(wiring.topics[t.POINTS_COMMANDS], name="points")  # type: ignore[untyped-decorator]
-    async def points_agent(stream: Any) -> None:
-        """Reserves, deducts and releases customers' points."""
-        async for event in stream.events():
-            command = await wiring.decode(event, COMMANDS)
-            if command is not None:
-                await wiring.guarded(handle, event, command)
+def handler(pts: Points) -> Handler[Any]:
+    return Handler(
+        name="points",
+        topics=(t.POINTS_COMMANDS,),
+        decoder=COMMANDS,
+        handle=functools.partial(handle, pts),
+        key=lambda command: command.customer_id,
+        help="Reserves, deducts and releases customers' points.",
+    )

@@ -5,7 +5,9 @@ One round, in one PostgreSQL transaction:
    relay running at the same time claims other rows, never these);
 2. drop the rows of any aggregate that has an older unpublished row this relay did not get
    (another relay holds it): publishing ours first would reorder that aggregate;
-3. send the rest in id order and wait for the broker's acknowledgement of every one;
+3. send the rest in id order and wait for the broker's acknowledgement of every one; rows
+   for the saga's input topics travel as one batch envelope per partition
+   (``eatcloud.runtime.wire``), so the saga pays Faust's per-record cost once per batch;
 4. mark them published and commit.
 
 A broker error rolls the transaction back: the rows stay unpublished and the relay retries
@@ -29,6 +31,8 @@ from aiokafka.errors import KafkaError
 from eatcloud.observability.metrics import metrics
 from eatcloud.postgres import create_pool
 from eatcloud.postgres.outbox import CHANNEL, backlog
+from eatcloud.runtime import wire
+from eatcloud.runtime.adapter import CARRIED, INTERNAL
 from eatcloud.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -59,6 +63,7 @@ class OutboxRelay:
         self.max_backoff_seconds = max_backoff_seconds
         self.published = 0
         self._wake = asyncio.Event()
+        self._partition_counts: dict[str, int] = {}
 
     async def publish_once(self) -> int:
         """One round; returns how many rows it published."""
@@ -74,15 +79,7 @@ class OutboxRelay:
                 o["aggregate_id"] for o in oldest if o["first"] < mine[o["aggregate_id"]]
             }
             rows = [row for row in rows if row["aggregate_id"] not in held_elsewhere]
-            acks = [
-                await self.producer.send(
-                    self.topic_prefix + row["topic"],
-                    bytes(row["payload"]),
-                    key=row["key"].encode(),
-                    headers=[(k, str(v).encode()) for k, v in row["headers"].items()],
-                )
-                for row in rows
-            ]
+            acks = await self._send(rows)
             await asyncio.gather(*acks)
             await conn.execute(
                 "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
@@ -115,6 +112,35 @@ class OutboxRelay:
         finally:
             await listener.remove_listener(CHANNEL, self._notified)
             await self.pool.release(listener)
+
+    async def _send(self, rows: list[Any]) -> list[Any]:
+        """Send the rows in id order: the saga's inputs as one batch envelope per partition
+        (``runtime.wire``, in row order within each), anything else one record per row."""
+        batches: dict[tuple[str, int], list[tuple[bytes, dict[str, str]]]] = {}
+        acks = []
+        for row in rows:
+            topic, key = self.topic_prefix + row["topic"], row["key"].encode()
+            headers = {k: str(v) for k, v in row["headers"].items()}
+            if row["topic"] in INTERNAL:
+                where = (topic, wire.partition_for(key, await self._partitions(topic)))
+                carried = {k: v for k, v in headers.items() if k in CARRIED}
+                batches.setdefault(where, []).append((bytes(row["payload"]), carried))
+                continue
+            encoded = [(k, v.encode()) for k, v in headers.items()]
+            acks.append(
+                await self.producer.send(topic, bytes(row["payload"]), key=key, headers=encoded)
+            )
+        for (topic, partition), items in batches.items():
+            for envelope in wire.chunks(items):
+                acks.append(await self.producer.send(topic, envelope, partition=partition))
+        return acks
+
+    async def _partitions(self, topic: str) -> int:
+        known = self._partition_counts.get(topic)
+        if known is None:
+            found = await self.producer.partitions_for(topic)
+            known = self._partition_counts[topic] = len(found)
+        return known
 
     def _notified(self, *args: object) -> None:
         self._wake.set()

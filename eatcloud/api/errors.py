@@ -7,6 +7,7 @@ from http import HTTPStatus
 from typing import Any
 
 import orjson
+from asyncpg.exceptions import CharacterNotInRepertoireError, UntranslatableCharacterError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
@@ -125,6 +126,12 @@ def _count(exc: EatCloudError) -> None:
         bundle.checkout_lock_busy.inc()
 
 
+async def _unstorable_text(request: Request, exc: Exception) -> Response:
+    # A NUL character (or one the database encoding lacks) in some text field: the client's
+    # mistake, found only when PostgreSQL refuses to store it.
+    return problem(422, "The request contains text with a character that cannot be stored (NUL).")
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     # The traceback goes to the log, never to the client.
     log.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -135,4 +142,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(EatCloudError, _eatcloud_error)
+    app.add_exception_handler(CharacterNotInRepertoireError, _unstorable_text)
+    app.add_exception_handler(UntranslatableCharacterError, _unstorable_text)
     app.add_exception_handler(Exception, _unexpected_error)

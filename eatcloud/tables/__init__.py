@@ -3,28 +3,30 @@
 | table    | key                          | value          | written by    |
 |----------|------------------------------|----------------|---------------|
 | sagas    | order_id                     | SagaState      | orchestrator  |
-| stock    | ledger/store_id              | StockEntry     | stock agent   |
+| stock    | ledger/store_id              | StockEntry     | stock         |
 |          | order/store_id/order_id      | Reservation    |               |
-| points   | account/customer_id          | PointsEntry    | points agent  |
+| points   | account/customer_id          | PointsEntry    | points        |
 |          | hold/customer_id/order_id    | Hold           |               |
-| payments | order_id                     | Payment        | payment agent |
+| payments | order_id                     | Payment        | payment       |
 
-A table is written only inside the agent that consumes its key: Faust writes a change to the
-changelog partition of the event being processed, so per-order records live in the partition
-of their store or customer. Values are JSON bytes, always replaced whole (``table[k] = new``).
+A table is written only by the handler that consumes its key, through the runtime
+(``eatcloud.runtime``): each key once per unit, in the partition of the input record that
+changed it, so per-order records live in the partition of their store or customer. Values
+are JSON bytes, always replaced whole.
 
-Crash consistency: a message's effect must be all or nothing in the changelog, which is what a
-worker recovers from. The saga and payment agents write one value per message. The stock and
-points agents change an owner's value *and* an order's record, so both live in one table (one
-changelog partition, where writes land in order) and the owner's value is written first and
-carries the order's new record as ``last``. A crash can only cut between the two writes of the
-last message, and the next message for that owner writes the missing record from ``last``.
+Crash consistency: a unit's effect must be all or nothing in the changelog, which is what a
+worker recovers from. The saga and payment handlers write one self-contained value per order.
+The stock and points handlers change an owner's value *and* orders' records, so both live in
+one table (one changelog partition, where writes land in order). The owner's value is written
+first in a unit and carries every order record the unit changed for it (``last``); a crash can
+only cut the unit's writes short, and the next load of the owner writes any missing record
+back from ``last`` before the unit is run again.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict
 
@@ -33,6 +35,9 @@ from eatcloud.domain.points import Hold, PointsAccount
 from eatcloud.domain.saga import SagaState
 from eatcloud.domain.stock import Reservation, StoreStock
 from eatcloud.streams.codec import encode
+
+if TYPE_CHECKING:
+    from eatcloud.runtime.adapter import Context, Runtime
 
 V = TypeVar("V", bound=BaseModel)
 R = TypeVar("R", bound=BaseModel)
@@ -45,36 +50,37 @@ RECENT_ADJUSTMENTS = 64
 class RecordTable(Generic[V]):
     """A Faust table (or the keys under ``prefix`` of one) holding one pydantic model per key."""
 
-    def __init__(self, table: Any, model: type[V], prefix: str = "") -> None:
+    def __init__(self, name: str, table: Any, model: type[V], prefix: str = "") -> None:
+        self.name = name
         self.table = table
         self.model = model
         self.prefix = prefix
 
+    def under(self, model: type[R], prefix: str) -> RecordTable[R]:
+        """The keys under ``prefix`` of the same Faust table, holding ``model`` values."""
+        return RecordTable(self.name, self.table, model, prefix)
+
+    def decode(self, raw: bytes) -> V:
+        return self.model.model_validate_json(raw)
+
+    def encode(self, value: V | None) -> bytes | None:
+        return None if value is None else encode(value)
+
     def get(self, key: str) -> V | None:
+        """Faust's own read, outside of a unit (timers' rebuilds, operators, tests)."""
         raw = self.table.get(self.prefix + key)
-        return None if raw is None else self.model.model_validate_json(raw)
-
-    def raw(self, key: str) -> bytes | None:
-        value: bytes | None = self.table.get(self.prefix + key)
-        return value
-
-    def put(self, key: str, value: V) -> None:
-        self.table[self.prefix + key] = encode(value)
+        return None if raw is None else self.decode(raw)
 
     def items(self) -> list[tuple[str, V]]:
         """Every (key, value) under the prefix in this worker's active partitions."""
         n = len(self.prefix)
-        return [
-            (k[n:], self.model.model_validate_json(v))
-            for k, v in self.table.items()
-            if k.startswith(self.prefix)
-        ]
+        return [(k[n:], self.decode(v)) for k, v in self.table.items() if k.startswith(self.prefix)]
 
 
 class _Entry(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    last_order: str | None = None
+    unit: str = ""  # the unit that wrote ``last``
     recent: tuple[str, ...] = ()
 
     def seen(self, event_id: str) -> bool:
@@ -86,12 +92,12 @@ class _Entry(BaseModel):
 
 class StockEntry(_Entry):
     ledger: StoreStock = StoreStock()
-    last: Reservation | None = None
+    last: dict[str, Reservation] = {}
 
 
 class PointsEntry(_Entry):
     account: PointsAccount = PointsAccount()
-    last: Hold | None = None
+    last: dict[str, Hold] = {}
 
 
 E = TypeVar("E", StockEntry, PointsEntry)
@@ -100,34 +106,35 @@ E = TypeVar("E", StockEntry, PointsEntry)
 class OwnedRecords(Generic[E, R]):
     """An owner's value and its per-order records, in one table; see the module docstring."""
 
-    def __init__(self, table: Any, entry: type[E], record: type[R], kind: str) -> None:
-        self.entries: RecordTable[E] = RecordTable(table, entry, f"{kind}/")
-        self.records: RecordTable[R] = RecordTable(table, record, "order/")
+    def __init__(self, table: RecordTable[Any], entry: type[E], record: type[R], kind: str):
+        self.entries: RecordTable[E] = table.under(entry, f"{kind}/")
+        self.records: RecordTable[R] = table.under(record, "order/")
         self.entry_model: type[E] = entry
 
-    def load(self, owner: str) -> E:
-        """The owner's value; first writes the record a crash may have cut off after it."""
-        entry = self.entries.get(owner)
+    def load(self, ctx: Context, owner: str) -> E:
+        """The owner's value; first writes back the records a crash may have cut off."""
+        entry = ctx.get(self.entries, owner)
         if entry is None:
             return self.entry_model()
-        if entry.last_order is not None and entry.last is not None:
-            key = scoped(owner, entry.last_order)
-            if self.records.raw(key) != encode(entry.last):
-                self.records.put(key, cast(R, entry.last))
+        if entry.unit != ctx.unit.id:
+            for order_id, record in entry.last.items():
+                key = scoped(owner, order_id)
+                if ctx.get(self.records, key) != record:
+                    ctx.put(self.records, key, cast(R, record))  # E.last holds R values
         return entry
 
-    def record(self, owner: str, entry: E, order_id: str) -> R | None:
-        if entry.last_order == order_id:
-            return cast(R, entry.last)  # E.last is R for our (entry, record) pairs
-        return self.records.get(scoped(owner, order_id))
+    def record(self, ctx: Context, owner: str, order_id: str) -> R | None:
+        return ctx.get(self.records, scoped(owner, order_id))
 
-    def save(self, owner: str, entry: E, order_id: str | None = None, record: R | None = None) -> E:
-        """Write the owner's value, then the order's record (if it changed)."""
-        if record is not None:
-            entry = entry.model_copy(update={"last_order": order_id, "last": record})
-        self.entries.put(owner, entry)
+    def save(self, ctx: Context, owner: str, entry: E, order_id: str | None, record: R | None) -> E:
+        """Write the owner's value (carrying the unit's changed records), then the record."""
+        last: dict[str, Any] = dict(entry.last) if entry.unit == ctx.unit.id else {}
         if record is not None and order_id is not None:
-            self.records.put(scoped(owner, order_id), record)
+            last[order_id] = record
+        entry = entry.model_copy(update={"last": last, "unit": ctx.unit.id})
+        ctx.put(self.entries, owner, entry)
+        if record is not None and order_id is not None:
+            ctx.put(self.records, scoped(owner, order_id), record)
         return entry
 
 
@@ -142,24 +149,21 @@ class Tables:
 # What `faust -A eatcloud.app tables` says about each table.
 _HELP = {
     "sagas": "order sagas by order_id (orchestrator)",
-    "stock": "stock ledgers by store and reservations by order (stock agent)",
-    "points": "points accounts by customer and holds by order (points agent)",
-    "payments": "payments by order_id (payment agent)",
+    "stock": "stock ledgers by store and reservations by order (stock handler)",
+    "points": "points accounts by customer and holds by order (points handler)",
+    "payments": "payments by order_id (payment handler)",
 }
 
 
-def declare(app: Any, partitions: int) -> Tables:
-    def table(name: str) -> Any:
-        # bytes values: Faust stores and logs them as they are (serializer "raw").
-        return app.Table(
-            name, partitions=partitions, key_type=str, value_type=bytes, help=_HELP[name]
-        )
+def declare(runtime: Runtime) -> Tables:
+    def table(name: str, model: type[V]) -> RecordTable[V]:
+        return runtime.table(name, model, _HELP[name])
 
     return Tables(
-        sagas=RecordTable(table("sagas"), SagaState),
-        stock=OwnedRecords(table("stock"), StockEntry, Reservation, "ledger"),
-        points=OwnedRecords(table("points"), PointsEntry, Hold, "account"),
-        payments=RecordTable(table("payments"), Payment),
+        sagas=table("sagas", SagaState),
+        stock=OwnedRecords(table("stock", StoreStock), StockEntry, Reservation, "ledger"),
+        points=OwnedRecords(table("points", PointsAccount), PointsEntry, Hold, "account"),
+        payments=table("payments", Payment),
     )
 
 

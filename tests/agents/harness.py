@@ -2,10 +2,11 @@
 
 Nothing here reaches Kafka:
 
-- every declared topic's ``send`` is replaced by a recorder (the Faust testing guide's advice:
-  "if your agent sends a message to a topic, mock that topic");
-- table writes reach the producer only through ``Producer.send_soon`` (``Table.send_changelog``
-  -> ``changelog_topic.send_soon``), which is replaced by a recorder of changelog writes;
+- everything the saga's handlers write or send leaves through the runtime's ``Sink``
+  (``eatcloud.runtime.adapter``), which is replaced by a recorder: batch envelopes are opened
+  into one ``Sent`` per record, changelog records become ``Write``s;
+- every declared topic's ``send`` is replaced by a recorder too (the Faust testing guide's
+  advice: "if your agent sends a message to a topic, mock that topic");
 - ``app.maybe_start_producer`` fails the test, so a send that bypasses both is caught at once
   instead of connecting to whatever broker runs on the machine;
 - the consumer is never started: messages come from ``agent.put``, never from Kafka.
@@ -32,6 +33,7 @@ from eatcloud.domain.points import Hold, PointsAccount
 from eatcloud.domain.saga import SagaState
 from eatcloud.domain.stock import Reservation, StoreStock
 from eatcloud.payments.gateway import Authorization
+from eatcloud.runtime import wire
 from eatcloud.settings import KafkaSettings, Settings, WorkerSettings
 from eatcloud.streams import records as r
 from eatcloud.streams import topics as t
@@ -101,11 +103,11 @@ class Outbox:
         self.sent.clear()
         self.writes.clear()
 
-    def install(self, app: Any, topics: dict[str, Any]) -> None:
+    def install(self, app: Any, topics: dict[str, Any], runtime: Any, prefix: str) -> None:
         for name, topic in topics.items():
             topic.send = self._sender(name)
         changelogs = {table.changelog_topic.get_topic_name(): n for n, table in app.tables.items()}
-        app.producer.send_soon = self._buffer(changelogs)
+        runtime.sink = _RecordingSink(self, changelogs, prefix)
         app.maybe_start_producer = _no_broker
 
     def _sender(self, name: str) -> Any:
@@ -119,14 +121,36 @@ class Outbox:
 
         return send
 
-    def _buffer(self, changelogs: dict[str, str]) -> Any:
-        def send_soon(fut: Any) -> None:
-            message = fut.message
-            topic = message.channel.get_topic_name()
-            assert topic in changelogs, f"unexpected send_soon to {topic}"
-            self.writes.append(Write(changelogs[topic], message.key, message.value))
 
-        return send_soon
+class _RecordingSink:
+    """The runtime's sink, recording instead of producing (see the module docstring)."""
+
+    def __init__(self, outbox: Outbox, changelogs: dict[str, str], prefix: str) -> None:
+        self.outbox, self.changelogs, self.prefix = outbox, changelogs, prefix
+
+    def changelog(self, table: Any, key: str, value: bytes | None, partition: int) -> None:
+        self.outbox.writes.append(
+            Write(self.changelogs[table.changelog_topic.get_topic_name()], key, value)
+        )
+
+    async def produce(
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
+        headers: list[tuple[str, bytes]] | None,
+    ) -> asyncio.Future[None]:  # fmt: skip
+        if True:
+            name = topic[len(self.prefix) :]
+            if wire.is_batch(value):
+                for item in wire.unpack(value or b""):
+                    record = OUTPUT_DECODERS[name](item.value)
+                    item_headers = [("event_id", record.event_id.encode())]
+                    item_headers += [(k, v.encode()) for k, v in item.headers.items()]
+                    routed = t.route(record)[1].encode()
+                    self.outbox.sent.append(Sent(name, routed, item.value, tuple(item_headers)))
+            else:
+                self.outbox.sent.append(Sent(name, key or b"", value or b"", tuple(headers or ())))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
 
 
 async def _no_broker() -> None:
@@ -178,7 +202,7 @@ class Harness:
         app = make_faust_app(settings, id=app_id, store="memory://", datadir=str(data_dir))
         wiring = register(app, settings, gateway)
         outbox = Outbox()
-        outbox.install(app, wiring.topics)
+        outbox.install(app, wiring.topics, wiring.runtime, settings.kafka.topic_prefix)
         return cls(app, settings, wiring, outbox)
 
     def close(self) -> None:

@@ -34,7 +34,9 @@ async def collect(
     *,
     read_committed: bool = False,
 ) -> list[dict[str, Any]]:
-    """Read ``topic`` from the start until ``until(values)`` holds; fail after ``within`` s."""
+    """Read ``topic`` from the start until ``until(values)`` holds; fail after ``within`` s.
+
+    Batch envelopes (the saga's own topics) are opened: each of their records is one value."""
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -54,7 +56,10 @@ async def collect(
                 )
             batches = await consumer.getmany(timeout_ms=500, max_records=5000)
             for records in batches.values():
-                values.extend(orjson.loads(r.value) for r in records)
+                for record in records:
+                    value = orjson.loads(record.value)
+                    batch = value.get("items") if value.get("type") == "Batch" else None
+                    values.extend(item["v"] for item in batch) if batch else values.append(value)
     finally:
         await consumer.stop()
     return values

@@ -71,8 +71,6 @@ class Bus:
     producer: AIOKafkaProducer | None = None
     seen: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     consumers: dict[str, AIOKafkaConsumer] = field(default_factory=dict)
-    # Under exactly_once only committed outputs count: read them as a downstream consumer would.
-    read_committed: bool = False
 
     async def start(self) -> None:
         self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=2, acks="all")
@@ -111,7 +109,6 @@ class Bus:
                 auto_offset_reset="earliest",
                 enable_auto_commit=False,
                 metadata_max_age_ms=1000,
-                isolation_level="read_committed" if self.read_committed else "read_uncommitted",
             )
             await consumer.start()
             self.consumers[name] = consumer
@@ -123,6 +120,14 @@ class Bus:
                 except orjson.JSONDecodeError:
                     value = None
                 value = value if isinstance(value, dict) else {}
+                if value.get("type") == "Batch":  # the saga's own topics carry batches
+                    for item in value["items"]:
+                        message = item["v"]
+                        raw = orjson.dumps(message)
+                        message["_headers"] = {"event_id": message["event_id"], **item["h"]}
+                        message["_raw"] = raw
+                        self.seen[topic].append(message)
+                    continue
                 value["_headers"] = {k: v.decode() for k, v in rec.headers or ()}
                 value["_raw"] = rec.value
                 self.seen[topic].append(value)

@@ -101,6 +101,12 @@ class _FlakyBroker:
             raise KafkaConnectionError("broker unreachable (injected)")
         return await self.producer.send(*args, **kwargs)
 
+    async def partitions_for(self, topic: str) -> Any:
+        if self.failures > 0:
+            self.failures -= 1
+            raise KafkaConnectionError("broker unreachable (injected)")
+        return await self.producer.partitions_for(topic)
+
 
 async def test_a_broker_outage_keeps_the_rows_and_they_go_out_once_it_is_back(
     settings: Settings,

@@ -1,9 +1,8 @@
 """The order saga end to end on the real broker: one real worker process, real topics.
 
 Every test uses its own store, menu and customer ids, so tests share the module's worker
-without seeing each other's orders. The module runs twice: at-least-once (the default) and
-Faust's ``exactly_once`` (Kafka transactions, outputs read ``read_committed``). The worker
-runs with short deadlines (store acceptance 8 s) so the timeout paths finish quickly.
+without seeing each other's orders. The worker runs with short deadlines (store acceptance
+8 s) so the timeout paths finish quickly.
 """
 
 from __future__ import annotations
@@ -23,13 +22,9 @@ from tests.integration.workers import WorkerProcess
 ACCEPT_TIMEOUT = 8
 
 
-@pytest.fixture(scope="module", params=["at_least_once", "exactly_once"])
-async def bus(
-    stack: Settings, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> AsyncIterator[Bus]:
-    """One worker per processing guarantee; under exactly_once the bus reads read_committed,
-    so it sees only what the worker's transactions committed."""
-    guarantee = request.param
+@pytest.fixture(scope="module")
+async def bus(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Bus]:
+    """One worker for the module's scenarios, on topics of its own."""
     prefix = unique_prefix("saga")
     worker: WorkerProcess = saga_worker(
         tmp_path_factory.mktemp("saga"),
@@ -37,10 +32,9 @@ async def bus(
         prefix,
         EATCLOUD_SAGA__ACCEPT_TIMEOUT_SECONDS=str(ACCEPT_TIMEOUT),
         EATCLOUD_SAGA__STEP_TIMEOUT_SECONDS="5",
-        EATCLOUD_KAFKA__PROCESSING_GUARANTEE=guarantee,
     )
     worker.start()
-    bus = Bus(stack.kafka.bootstrap_servers, prefix, read_committed=guarantee == "exactly_once")
+    bus = Bus(stack.kafka.bootstrap_servers, prefix)
     await bus.start()
     try:
         yield bus

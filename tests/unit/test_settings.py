@@ -20,16 +20,16 @@ def test_nested_groups_are_read_from_double_underscore_env_names(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("EATCLOUD_KAFKA__TOPIC_PARTITIONS", "12")
-    monkeypatch.setenv("EATCLOUD_KAFKA__PROCESSING_GUARANTEE", "exactly_once")
+    monkeypatch.setenv("EATCLOUD_WORKER__BATCH_RECORDS", "50")
     monkeypatch.setenv("EATCLOUD_POSTGRES__PORT", "6543")
     settings = Settings()
     assert settings.kafka.topic_partitions == 12
-    assert settings.kafka.processing_guarantee == "exactly_once"
+    assert settings.worker.batch_records == 50
     assert settings.postgres.port == 6543
 
 
 def test_a_bad_value_is_refused_with_the_setting_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("EATCLOUD_KAFKA__PROCESSING_GUARANTEE", "maybe_once")
+    monkeypatch.setenv("EATCLOUD_KAFKA__PROCESSING_GUARANTEE", "exactly_once")
     with pytest.raises(ValidationError, match="processing_guarantee"):
         Settings()
 

@@ -21,20 +21,21 @@ def saga(step: Step, deadline: float | None) -> SagaState:
 
 
 def test_deadlines_hand_out_only_the_latest_deadline_of_each_saga_once() -> None:
-    deadlines = Deadlines()
+    deadlines = Deadlines(retention=100.0)
     deadlines.track("o1", saga(Step.STOCK, 10.0))
     deadlines.track("o1", saga(Step.PAYMENT, 20.0))  # the stock deadline is now stale
     deadlines.track("o2", saga(Step.STOCK, 15.0))
     deadlines.track("o3", saga(Step.STOCK, 12.0))
-    deadlines.track("o3", saga(Step.DONE, None))  # ended: no deadline any more
+    deadlines.track("o3", saga(Step.DONE, None))  # ended: only its retention is left
 
     assert deadlines.pop_passed(16.0) == [("o2", Step.STOCK, 15.0)]
     assert deadlines.pop_passed(25.0) == [("o1", Step.PAYMENT, 20.0)]
     assert deadlines.pop_passed(99.0) == []
+    assert deadlines.pop_passed(100.0) == [("o3", "done", 100.0)]  # updated_at 0 + retention
 
 
 def test_deadlines_rebuild_replaces_what_was_tracked() -> None:
-    deadlines = Deadlines()
+    deadlines = Deadlines(retention=1000.0)
     deadlines.track("gone", saga(Step.STOCK, 1.0))
     deadlines.rebuild([("o1", saga(Step.STORE, 5.0)), ("o2", saga(Step.DONE, None))])
     assert not deadlines.stale

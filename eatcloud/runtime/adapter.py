@@ -1,0 +1,436 @@
+"""The one Faust adapter: runs typed handlers over batches of input records as one unit.
+
+A handler is a module-level function ``handle(ctx, message)`` registered declaratively with a
+``Handler``. The adapter runs one Faust agent per handler and, for every ``take_events`` batch
+(many Kafka records, each a batch envelope of many messages, see ``wire``):
+
+1. decodes every message; a poison one goes to ``<topic>-dlq`` with its coordinates;
+2. runs the handler on each message in order (messages of different keys concurrently when
+   the handler asks for it: the payment gateway is slow I/O that must not stall a partition);
+   the handler reads tables through ``ctx.get`` (the unit's own writes first, then a cache of
+   decoded values, then the store) and buffers its effects through ``ctx.put`` and ``ctx.send``;
+   a bug a message triggers dead-letters that message and drops its effects, nothing else;
+3. writes each table key once (store and changelog, in the partition of the record that
+   caused it), sends one envelope per destination partition of our internal topics and one
+   record per event on the public topics, and waits for the broker to acknowledge all of it;
+4. only then lets Faust acknowledge the input records.
+
+Failure semantics: an infrastructure error (the broker refuses a write) stops the worker
+(``CrashingSupervisor``) instead of letting Faust restart the agent on the same channel,
+which would go on with later records first. The restarted worker re-reads from the committed
+offsets, so a unit is all-or-nothing as far as anyone can tell (at-least-once; every handler
+is idempotent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from aiokafka.errors import KafkaError
+from mode import CrashingSupervisor
+from pydantic import BaseModel
+
+from eatcloud.errors import InfrastructureError, PoisonMessage
+from eatcloud.observability import context
+from eatcloud.observability.metrics import metrics
+from eatcloud.runtime import wire
+from eatcloud.runtime.tables import TableIO
+from eatcloud.streams import records as r
+from eatcloud.streams import topics as t
+from eatcloud.streams.codec import Decoder, encode
+from eatcloud.tables import RecordTable
+
+log = logging.getLogger("eatcloud.runtime")
+
+M = TypeVar("M")
+V = TypeVar("V", bound=BaseModel)
+Headers = list[tuple[str, bytes]]
+# Trace context travels unchanged from a message to everything it causes.
+CARRIED = ("traceparent", "tracestate", "x-request-id")
+# Topics between our own agents carry batch envelopes; the others carry one record each.
+INTERNAL = frozenset(t.INPUTS)
+
+
+@dataclass(frozen=True)
+class Handler(Generic[M]):
+    """A participant of the saga, as the adapter runs it."""
+
+    name: str  # the Faust agent's name
+    topics: tuple[str, ...]  # unprefixed, co-partitioned inputs
+    decoder: Decoder[M]
+    handle: Callable[[Context, M], Awaitable[None]]
+    key: Callable[[M], str]  # messages of one key run in order
+    concurrent: bool = False  # messages of different keys may overlap (slow I/O)
+    help: str = ""
+
+
+class Sink:
+    """Where a unit's records go: Faust's producer (tests swap in a recorder)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.producer: Any = None
+        self._starting = asyncio.Lock()
+
+    def changelog(self, table: Any, key: str, value: bytes | None, partition: int) -> None:
+        """Queue a table's changelog record; Faust flushes it before committing offsets, and
+        records the changelog offset its store holds once the broker has it."""
+        table.send_changelog(partition, key, value)
+
+    async def produce(
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
+        headers: Headers | None,
+    ) -> Awaitable[Any]:  # fmt: skip
+        """Hand one record to the producer; the returned future resolves on the broker's ack."""
+        if self.producer is None:
+            # Faust starts its producer on first use; two agents asking at once must both
+            # wait for the start (a send on a half-started producer never completes).
+            async with self._starting:
+                if self.producer is None:
+                    self.producer = await self.app.maybe_start_producer()
+        ack: Awaitable[Any] = await self.producer.send(topic, key, value, partition, None, headers)
+        return ack
+
+
+@dataclass
+class Source:
+    """Where an input message came from: for dead letters, partitions and trace headers."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    headers: dict[str, str]
+    index: int | None = None  # its place in a batch envelope
+    value: bytes | None = None  # the message as it arrived, for the dead-letter topic
+
+
+class Context:
+    """One message's view of its unit: reads, buffered writes and sends."""
+
+    __slots__ = ("sends", "source", "unit", "writes")
+
+    def __init__(self, unit: Unit, source: Source) -> None:
+        self.unit = unit
+        self.source = source
+        self.writes: dict[tuple[str, str], tuple[RecordTable[Any], Any]] = {}
+        self.sends: list[r.Record] = []
+
+    def get(self, table: RecordTable[V], key: str) -> V | None:
+        key = table.prefix + key
+        mine = self.writes.get((table.name, key), _MISSING)
+        if mine is not _MISSING:
+            value: V | None = mine[1]  # type: ignore[index]  # a (table, value) pair
+            return value
+        return self.unit.get(table, key, self.source.partition)
+
+    def put(self, table: RecordTable[V], key: str, value: V | None) -> None:
+        """Write (None: delete) ``key`` when the unit ends, in this message's partition."""
+        self.writes[(table.name, table.prefix + key)] = (table, value)
+
+    def send(self, *records: r.Record) -> None:
+        """Send when the unit ends, carrying this message's trace headers."""
+        self.sends.extend(records)
+
+
+@dataclass
+class Unit:
+    """The effects of one batch of input records, written and sent together."""
+
+    runtime: Runtime
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    writes: dict[tuple[str, str], tuple[RecordTable[Any], Any, int]] = field(default_factory=dict)
+    internal: dict[tuple[str, int], list[tuple[bytes, dict[str, str]]]] = field(
+        default_factory=dict
+    )
+    keys: dict[tuple[str, int], bytes] = field(default_factory=dict)
+    public: list[tuple[str, bytes, bytes, Headers]] = field(default_factory=list)
+    dead: list[tuple[Source, bytes | None, PoisonMessage]] = field(default_factory=list)
+
+    def get(self, table: RecordTable[V], key: str, partition: int) -> V | None:
+        written = self.writes.get((table.name, key), _MISSING)
+        if written is not _MISSING:
+            value: V | None = written[1]  # type: ignore[index]  # a (table, value, partition)
+            return value
+        return self.runtime.read(table, key, partition)
+
+    def merge(self, ctx: Context) -> None:
+        partition = ctx.source.partition
+        for where, (table, value) in ctx.writes.items():
+            self.writes[where] = (table, value, partition)
+        carried = {k: v for k, v in ctx.source.headers.items() if k in CARRIED}
+        for record in ctx.sends:
+            self.add(record, carried)
+
+    def add(self, record: r.Record, carried: dict[str, str]) -> None:
+        topic, key = t.route(record)
+        value = encode(record)
+        key_bytes = key.encode()
+        if topic in INTERNAL:
+            where = (topic, wire.partition_for(key_bytes, self.runtime.partitions))
+            self.internal.setdefault(where, []).append((value, carried))
+            self.keys.setdefault(where, key_bytes)
+        else:
+            headers = [("event_id", record.event_id.encode())]
+            headers += [(k, v.encode()) for k, v in carried.items()]
+            self.public.append((topic, key_bytes, value, headers))
+
+    async def flush(self) -> None:
+        """Write, send, and wait for the broker to acknowledge everything (or raise)."""
+        rt = self.runtime
+        pending: list[Awaitable[Any]] = []
+        for (name, full_key), (table, value, partition) in self.writes.items():
+            rt.tables[name].write(full_key, table.encode(value), partition)
+            rt.remember(table, full_key, value)
+        prefix = rt.prefix
+        for (topic, partition), items in self.internal.items():
+            for envelope in wire.chunks(items):
+                # Keyed by its first item (so the same partition as each of its items), not
+                # sent to an explicit partition: see docs/saga.md on topics created late.
+                first = self.keys[(topic, partition)]
+                ack = await rt.sink.produce(prefix + topic, first, envelope, None, None)
+                pending.append(ack)
+        for topic, key_bytes, value, headers in self.public:
+            pending.append(await rt.sink.produce(prefix + topic, key_bytes, value, None, headers))
+        for source, value, error in self.dead:
+            pending.append(await rt.dead_letter(source, value, error))
+        try:
+            await asyncio.gather(*pending)
+        except KafkaError as exc:
+            raise InfrastructureError(f"the broker did not take a unit's output: {exc}") from exc
+
+
+class Runtime:
+    """Runs handlers on a Faust app; built once per worker by the composition root."""
+
+    def __init__(self, app: Any, *, prefix: str, partitions: int, batch: int, within: float):
+        self.app = app
+        self.prefix = prefix
+        self.partitions = partitions
+        self.batch = batch
+        self.within = within
+        self.sink = Sink(app)
+        self.tables: dict[str, TableIO] = {}
+        self._cache: dict[tuple[str, str], Any] = {}
+        self.cache_limit = 200_000
+        # The offset and timestamp of the last record each input partition processed.
+        self.position: dict[tuple[str, int], tuple[int, float]] = {}
+        app.on_partitions_revoked.connect(self._forget)
+        app.on_partitions_assigned.connect(self._forget)
+
+    # --- tables ----------------------------------------------------------------------------
+
+    def table(self, name: str, model: type[V], help: str) -> RecordTable[V]:
+        """Declare a changelog-backed table of ``model`` values (JSON bytes, keyed by str)."""
+        faust_table = self.app.Table(
+            name,
+            partitions=self.partitions,
+            key_type=str,
+            value_type=bytes,
+            help=help,
+        )
+        self.tables[name] = TableIO(self, faust_table)
+        return RecordTable(name, faust_table, model)
+
+    def read(self, table: RecordTable[V], key: str, partition: int) -> V | None:
+        """The value of a full key (prefix included), decoded once and then cached."""
+        cached = self._cache.get((table.name, key), _MISSING)
+        if cached is not _MISSING:
+            value: V | None = cached
+            return value
+        raw = self.tables[table.name].read(key, partition)
+        decoded = None if raw is None else table.decode(raw)
+        self.remember(table, key, decoded)
+        return decoded
+
+    def remember(self, table: RecordTable[Any], key: str, value: Any) -> None:
+        if len(self._cache) >= self.cache_limit:
+            self._cache.clear()
+        self._cache[(table.name, key)] = value
+
+    async def _forget(self, *_: Any, **__: Any) -> None:
+        """Partitions moved: values cached from them may be changed by another worker now."""
+        self._cache.clear()
+        self.position.clear()
+
+    # --- agents ----------------------------------------------------------------------------
+
+    def register(self, handler: Handler[M], topics: dict[str, Any]) -> Any:
+        """A Faust agent running ``handler`` over ``take_events`` batches of its topics."""
+        names = [topics[name].get_topic_name() for name in handler.topics]
+        channel = (
+            topics[handler.topics[0]]
+            if len(names) == 1
+            else self.app.topic(
+                *names,
+                key_type=str,
+                key_serializer="raw",
+                value_serializer="raw",
+                partitions=self.partitions,
+                internal=True,
+            )
+        )
+
+        async def agent(stream: Any) -> None:
+            async for events in stream.take_events(self.batch, within=self.within):
+                await self.run(handler, events)
+
+        agent.__doc__ = handler.help
+        agent.__name__ = handler.name.replace("-", "_")
+        return self.app.agent(channel, name=handler.name, supervisor_strategy=CrashingSupervisor)(
+            agent
+        )
+
+    async def run(self, handler: Handler[M], events: Iterable[Any]) -> None:
+        """One unit: every message of ``events``, then its writes and sends, acknowledged."""
+        unit = Unit(self)
+        work: list[tuple[Source, M]] = []
+        for event in events:
+            work.extend(self._messages(handler, event, unit))
+        if handler.concurrent:
+            lanes: dict[str, list[tuple[Source, M]]] = {}
+            for source, message in work:
+                lanes.setdefault(handler.key(message), []).append((source, message))
+            await asyncio.gather(*(self._lane(handler, unit, lane) for lane in lanes.values()))
+        else:
+            await self._lane(handler, unit, work)
+        await unit.flush()
+
+    async def _lane(self, handler: Handler[M], unit: Unit, work: list[tuple[Source, M]]) -> None:
+        for source, message in work:
+            ctx = Context(unit, source)
+            ids = (
+                context.request_id.set(source.headers.get("x-request-id")),
+                context.order_id.set(getattr(message, "order_id", None)),
+            )
+            try:
+                await handler.handle(ctx, message)
+            except PoisonMessage as exc:
+                unit.dead.append((source, source.value, exc))
+                continue
+            except (InfrastructureError, KafkaError):
+                raise
+            except Exception as exc:  # a bug meets this message: park it, keep going
+                log.exception("handler %s failed on %s", handler.name, _where(source))
+                error = PoisonMessage("handler_error", repr(exc)[:500])
+                unit.dead.append((source, source.value, error))
+                continue
+            finally:
+                context.request_id.reset(ids[0])
+                context.order_id.reset(ids[1])
+            unit.merge(ctx)
+
+    def _messages(self, handler: Handler[M], event: Any, unit: Unit) -> list[tuple[Source, M]]:
+        message = event.message
+        topic = message.topic[len(self.prefix) :]
+        self.position[(topic, message.partition)] = (message.offset, message.timestamp)
+        headers = _header_text(message.headers)
+        value = message.value
+        source = Source(topic, message.partition, message.offset, message.key, headers, None, value)
+        if not wire.is_batch(value):
+            items = [wire.Item(value, {k: v for k, v in headers.items() if k in CARRIED})]
+        else:
+            try:
+                items = wire.unpack(value)
+            except ValueError as exc:
+                unit.dead.append((source, value, PoisonMessage("undecodable", str(exc)[:500])))
+                return []
+        out = []
+        for n, item in enumerate(items):
+            at = source if not wire.is_batch(value) else _at(source, n, item)
+            try:
+                out.append((at, handler.decoder(item.value)))
+            except PoisonMessage as exc:
+                unit.dead.append((at, item.value, exc))
+        return out
+
+    def timer(self, every: float, name: str, tick: Callable[[], Awaitable[None]]) -> None:
+        """Run ``tick`` every ``every`` seconds; its failures are logged, never fatal."""
+        self.app.timer(every)(guard_timer(name, tick))
+
+    # --- sending outside of a unit ------------------------------------------------------------
+
+    async def emit(self, records: Iterable[r.Record]) -> None:
+        """Send records caused by no input (the timers): batched, acknowledged before return."""
+        unit = Unit(self)
+        for record in records:
+            unit.add(record, {})
+        await unit.flush()
+
+    def backlog_time(self, topic: str, partition: int) -> float:
+        """How far this worker has read a partition, as a time: now when it has read all that
+        was fetched, else the timestamp of the last record it processed (0 if none yet)."""
+        seen = self.position.get((topic, partition))
+        if seen is None:
+            return 0.0
+        offset, timestamp = seen
+        from faust.types import TP  # faust is imported by the app anyway
+
+        try:
+            highwater = self.app.consumer.highwater(TP(self.prefix + topic, partition))
+        except Exception:  # no consumer yet (tests) or partition not assigned
+            return time.time()
+        if highwater is None or offset + 1 >= highwater:
+            return time.time()
+        return timestamp / 1000 if timestamp > 1e11 else timestamp
+
+    async def dead_letter(
+        self, source: Source, value: bytes | None, error: PoisonMessage
+    ) -> Awaitable[Any]:
+        coordinates: Headers = [
+            ("x-error-reason", error.reason.encode()),
+            ("x-error-detail", error.detail.encode()),
+            ("x-original-topic", (self.prefix + source.topic).encode()),
+            ("x-original-partition", str(source.partition).encode()),
+            ("x-original-offset", str(source.offset).encode()),
+        ]
+        if source.index is not None:
+            coordinates.append(("x-original-index", str(source.index).encode()))
+        carried = [(k, v.encode()) for k, v in source.headers.items() if not k.startswith("x-err")]
+        dlq = t.dlq(source.topic)
+        metrics().dead_letters.labels(dlq, error.reason).inc()
+        log.warning("poison message %s sent to %s: %s", _where(source), dlq, error)
+        return await self.sink.produce(
+            self.prefix + dlq, source.key, value, source.partition, coordinates + carried
+        )
+
+
+_MISSING = object()
+
+
+def guard_timer(name: str, tick: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    """A timer body that logs its failures instead of crashing the worker (Faust's default)."""
+
+    async def guarded_tick() -> None:
+        try:
+            await tick()
+        except (InfrastructureError, KafkaError):
+            log.warning("timer %s: broker unavailable, retrying on the next tick", name)
+        except Exception:
+            log.exception("timer %s failed; it runs again on the next tick", name)
+
+    guarded_tick.__name__ = name
+    return guarded_tick
+
+
+def _at(source: Source, index: int, item: wire.Item) -> Source:
+    headers = {**{k: v for k, v in source.headers.items() if k not in CARRIED}, **item.headers}
+    return Source(
+        source.topic, source.partition, source.offset, source.key, headers, index, item.value
+    )
+
+
+def _where(source: Source) -> str:
+    at = f"{source.topic}[{source.partition}]@{source.offset}"
+    return at if source.index is None else f"{at}#{source.index}"
+
+
+def _header_text(raw: Any) -> dict[str, str]:
+    items = (raw.items() if isinstance(raw, dict) else raw) or []
+    return {k: v.decode("latin-1") if isinstance(v, bytes) else str(v) for k, v in items}

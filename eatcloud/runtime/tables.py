@@ -1,0 +1,52 @@
+"""Direct access to a Faust table's store and changelog, by partition, for the adapter.
+
+Faust's own path costs about 120 µs per write here (a ``FutureMessage``, the changelog
+``send_soon`` and one RocksDB write of the persisted offset per record) and its reads look
+only in the partition of the "current event", which is meaningless for a unit made of records
+from several partitions. The adapter writes each key once per unit: the value into the store
+of the partition it belongs to, and the same bytes to that changelog partition through
+Faust's own changelog send (which keeps the persisted offset and is flushed before offsets
+are committed). The key and value encodings are Faust's own (JSON key,
+raw bytes), so Faust's recovery, standby replicas and ``faust tables`` read them as before.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TableIO:
+    def __init__(self, runtime: Any, table: Any) -> None:
+        self.runtime = runtime
+        self.table = table
+        self.changelog = table.changelog_topic.get_topic_name()
+
+    def key(self, key: str) -> bytes:
+        encoded: bytes = self.table.data._encode_key(key)
+        return encoded
+
+    def read(self, key: str, partition: int) -> bytes | None:
+        store = self.table.data
+        if hasattr(store, "_db_for_partition"):  # RocksDB: one database per partition
+            value: bytes | None = store._db_for_partition(partition).get(self.key(key))
+            return value
+        found: bytes | None = store.data.get(key)  # memory:// keeps keys and values as they are
+        return found
+
+    def write(self, key: str, value: bytes | None, partition: int) -> None:
+        """Set (None: delete) the key in the store and queue its changelog record."""
+        store = self.table.data
+        if hasattr(store, "_db_for_partition"):
+            encoded = self.key(key)
+            db = store._db_for_partition(partition)
+            if value is None:
+                db.delete(encoded)
+                store._key_index.pop(encoded, None)
+            else:
+                db.put(encoded, value)
+                store._key_index[encoded] = partition
+        elif value is None:
+            store.data.pop(key, None)
+        else:
+            store.data[key] = value
+        self.runtime.sink.changelog(self.table, key, value, partition)
