@@ -13,6 +13,7 @@ from typing import Any
 from eatcloud.domain.saga import SagaPolicy
 from eatcloud.payments.gateway import PaymentGateway
 from eatcloud.runtime.adapter import CARRIED, Runtime, guard_timer
+from eatcloud.runtime.adapter import header_text as runtime_header_text
 from eatcloud.settings import Settings
 from eatcloud.tables import Tables
 
@@ -32,6 +33,4 @@ class Wiring:
 
 def header_text(event: Any) -> dict[str, str]:
     """The event's Kafka headers as text (trace context, event_id), for context and logs."""
-    raw = event.message.headers or []
-    items = raw.items() if isinstance(raw, dict) else raw
-    return {k: v.decode("latin-1") if isinstance(v, bytes) else str(v) for k, v in items}
+    return runtime_header_text(event.message.headers)

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from aiokafka.errors import KafkaError
+from faust.types import TP
 from mode import CrashingSupervisor
 from pydantic import BaseModel
 
@@ -330,10 +331,11 @@ class Runtime:
         message = event.message
         topic = message.topic[len(self.prefix) :]
         self.position[(topic, message.partition)] = (message.offset, message.timestamp)
-        headers = _header_text(message.headers)
+        headers = header_text(message.headers)
         value = message.value
         source = Source(topic, message.partition, message.offset, message.key, headers, None, value)
-        if not wire.is_batch(value):
+        batched = wire.is_batch(value)
+        if not batched:
             items = [wire.Item(value, {k: v for k, v in headers.items() if k in CARRIED})]
         else:
             try:
@@ -343,7 +345,7 @@ class Runtime:
                 return []
         out = []
         for n, item in enumerate(items):
-            at = source if not wire.is_batch(value) else _at(source, n, item)
+            at = _at(source, n, item) if batched else source
             try:
                 out.append((at, handler.decoder(item.value)))
             except PoisonMessage as exc:
@@ -370,8 +372,6 @@ class Runtime:
         if seen is None:
             return 0.0
         offset, timestamp = seen
-        from faust.types import TP  # faust is imported by the app anyway
-
         try:
             highwater = self.app.consumer.highwater(TP(self.prefix + topic, partition))
         except Exception:  # no consumer yet (tests) or partition not assigned
@@ -431,6 +431,7 @@ def _where(source: Source) -> str:
     return at if source.index is None else f"{at}#{source.index}"
 
 
-def _header_text(raw: Any) -> dict[str, str]:
+def header_text(raw: Any) -> dict[str, str]:
+    """Kafka headers (a list of pairs or a mapping) as text: trace context, event_id."""
     items = (raw.items() if isinstance(raw, dict) else raw) or []
     return {k: v.decode("latin-1") if isinstance(v, bytes) else str(v) for k, v in items}
