@@ -19,7 +19,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from eatcloud.errors import StackError
+from eatcloud.errors import EXIT_UNIT_FAILED, StackError
 from eatcloud.postgres.migrate import Migration
 
 if TYPE_CHECKING:
@@ -507,7 +507,13 @@ def run() -> None:
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     _print_endpoints(settings)
-    while not stopping and all(child.poll() is None for child in children.values()):
+    while not stopping:
+        worker = children["worker"]
+        if worker.poll() == EXIT_UNIT_FAILED:  # it asks to be restarted: see docs/saga.md
+            say(f"[yellow]worker exited with {EXIT_UNIT_FAILED} (a unit failed); restarting it[/]")
+            children["worker"] = subprocess.Popen(_worker_argv(settings))
+        if any(child.poll() is not None for child in children.values()):
+            break
         time.sleep(0.5)
     for name, child in children.items():
         if child.poll() is None:

@@ -55,3 +55,8 @@ class RateLimited(DomainError):
         super().__init__(detail)
         self.retry_after = retry_after
         self.bucket = bucket  # which limit, for metrics (login, checkout)
+
+
+# The exit status of a worker that stopped itself because a unit of records failed half way
+# (EX_SOFTWARE). Its records are read again after a restart: restart it.
+EXIT_UNIT_FAILED = 70

@@ -15,29 +15,30 @@ A handler is a module-level function ``handle(ctx, message)`` registered declara
    record per event on the public topics, and waits for the broker to acknowledge all of it;
 4. only then lets Faust acknowledge the input records.
 
-Failure semantics: an infrastructure error (the broker refuses a write) stops the worker
-(``CrashingSupervisor``) instead of letting Faust restart the agent on the same channel,
-which would go on with later records first. The restarted worker re-reads from the committed
-offsets, so a unit is all-or-nothing as far as anyone can tell (at-least-once; every handler
-is idempotent).
+Failure semantics: an infrastructure error (the broker refuses a write) ends the worker
+process at once (``stop_the_worker``), without acknowledging the unit's records, instead of
+letting Faust restart the agent on the same channel, which would go on with later records
+first. The restarted worker re-reads from the committed offsets, so a unit is all-or-nothing
+as far as anyone can tell (at-least-once; every handler is idempotent).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 from aiokafka.errors import KafkaError
 from faust.types import TP
 from mode import CrashingSupervisor
 from pydantic import BaseModel
 
-from eatcloud.errors import InfrastructureError, PoisonMessage
+from eatcloud.errors import EXIT_UNIT_FAILED, InfrastructureError, PoisonMessage
 from eatcloud.observability import context
 from eatcloud.observability.metrics import metrics
 from eatcloud.runtime import wire
@@ -217,6 +218,8 @@ class Runtime:
         self.batch = batch
         self.within = within
         self.sink = Sink(app)
+        # What a unit that failed half way does: end the worker (agent tests swap it).
+        self.stop: Callable[[str, BaseException], None] = stop_the_worker
         self.tables: dict[str, TableIO] = {}
         self._cache: dict[tuple[str, str], Any] = {}
         self.cache_limit = 200_000
@@ -280,7 +283,10 @@ class Runtime:
 
         async def agent(stream: Any) -> None:
             async for events in stream.take_events(self.batch, within=self.within):
-                await self.run(handler, events)
+                try:
+                    await self.run(handler, events)
+                except BaseException as exc:  # even a cancel mid-unit: see stop_the_worker
+                    self.stop(handler.name, exc)
 
         agent.__doc__ = handler.help
         agent.__name__ = handler.name.replace("-", "_")
@@ -424,6 +430,29 @@ def _at(source: Source, index: int, item: wire.Item) -> Source:
     return Source(
         source.topic, source.partition, source.offset, source.key, headers, index, item.value
     )
+
+
+def stop_the_worker(agent: str, exc: BaseException) -> NoReturn:
+    """End the process at once: a unit failed (or was cancelled) half way.
+
+    Its input records must be read again, so nothing may acknowledge or commit them. Letting
+    the exception out of the agent would: Faust's ``take_events`` acknowledges the batch in a
+    ``finally`` as the generator closes, and a clean shutdown commits what was acknowledged.
+    And mode's ``CrashingSupervisor`` alone does not stop the worker (measured: an agent that
+    raised left the worker running without it). So the worker exits as a ``kill -9`` would,
+    which the chaos tests prove safe: the restarted worker rebuilds its tables from the
+    changelogs (its RUNNING marker is still there) and re-reads from the committed offsets.
+    """
+    log.critical(
+        "agent %s: a unit failed half way (%r); stopping the worker so that its records are "
+        "read again after the restart",
+        agent,
+        exc,
+        exc_info=not isinstance(exc, asyncio.CancelledError),
+    )
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(EXIT_UNIT_FAILED)
 
 
 def _where(source: Source) -> str:

@@ -64,10 +64,41 @@ def apply(app: faust.App) -> None:
     """Check the framework, then install every workaround on ``app``."""
     check_versions()
     check_internals()
+    track_every_topic_a_producer_sends_to()
     _keep_buffered_events_when_flow_resumes(app)
     _rewind_streams_before_they_resume(app)
     _rebuild_tables_after_a_crash(app)
     _list_multi_topic_agents_in_the_cli()
+
+
+def track_every_topic_a_producer_sends_to() -> None:
+    """Work around an aiokafka 0.14.0 bug that leaves a producer's records unsent forever.
+
+    A client that tracks no topic yet asks the broker for the metadata of every topic, so
+    topics that existed then are known without being tracked. ``_wait_on_metadata`` returns at
+    once for such a topic and never tracks it. When the producer then sends to a topic it did
+    not know (created later: ``order-events`` on a fresh broker), that topic becomes the only
+    tracked one, the next metadata answer covers it alone, and the cluster view forgets the
+    others: a record already queued for one of them has no leader, and the metadata refreshes
+    the sender asks for never bring it back (measured: the saga's first ``ReserveStock`` and
+    changelog writes waited until the test gave up, while the same unit's ``order-events``
+    record went out). So every topic a client waits on is tracked, known or not. Process-wide:
+    it also covers the relay's producer.
+    """
+    from aiokafka.client import AIOKafkaClient
+
+    _require(AIOKafkaClient, "_wait_on_metadata", "add_topic")
+    original = AIOKafkaClient._wait_on_metadata
+    if getattr(original, "_eatcloud", False):
+        return
+
+    async def wait_on_metadata(self: Any, topic: str) -> Any:
+        if topic not in self._topics:
+            self.add_topic(topic)  # its metadata refresh is awaited by the original if needed
+        return await original(self, topic)
+
+    wait_on_metadata._eatcloud = True  # type: ignore[attr-defined]
+    AIOKafkaClient._wait_on_metadata = wait_on_metadata
 
 
 def _list_multi_topic_agents_in_the_cli() -> None:

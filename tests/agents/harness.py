@@ -108,6 +108,7 @@ class Outbox:
             topic.send = self._sender(name)
         changelogs = {table.changelog_topic.get_topic_name(): n for n, table in app.tables.items()}
         runtime.sink = _RecordingSink(self, changelogs, prefix)
+        runtime.stop = _crash_the_agent  # not the test process
         app.maybe_start_producer = _no_broker
 
     def _sender(self, name: str) -> Any:
@@ -275,6 +276,12 @@ class Harness:
         )
         await _processed(agent, event)
         return event
+
+
+def _crash_the_agent(agent: str, exc: BaseException) -> None:
+    """A failed unit ends the worker process in production; here it crashes the agent, which
+    ``Harness.deliver`` reports."""
+    raise exc
 
 
 async def _processed(agent: Any, event: Any) -> None:
