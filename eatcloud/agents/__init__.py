@@ -3,8 +3,8 @@
 The saga's participants are typed, module-level handlers that the runtime
 (``eatcloud.runtime``) runs over batches:
 
-- ``orchestrator``: order commands and participant replies -> the sagas table
-- ``stock``: stock commands -> the stores' ledgers and reservations
+- ``orchestrator``: order commands, participant replies and stock commands -> the sagas
+  table and the stores' ledgers and reservations (stock is a local step of the saga)
 - ``payment``: payment commands -> the payment gateway and the payments table
 - ``points``: points commands -> the customers' points and holds
 
@@ -80,12 +80,11 @@ def register(app: Any, settings: Settings, gateway: PaymentGateway | None = None
         runtime=runtime,
     )
     every = saga.timer_interval_seconds
-    sagas = orchestrator.Orchestrator(
-        declared.sagas, wiring.policy, orchestrator.Deadlines(saga.retention_seconds)
-    )
     shop = stock.Stock(declared.stock, saga.reservation_ttl_seconds, stock.HeldReservations())
+    sagas = orchestrator.Orchestrator(
+        declared.sagas, wiring.policy, orchestrator.Deadlines(saga.retention_seconds), shop
+    )
     runtime.register(orchestrator.handler(sagas), topics)
-    runtime.register(stock.handler(shop), topics)
     runtime.register(payment.handler(payment.Payments(declared.payments, wiring.gateway)), topics)
     runtime.register(points.handler(points.Points(declared.points)), topics)
     orchestrator.start_timer(app, runtime, sagas, every)

@@ -1,7 +1,17 @@
-"""The saga orchestrator: order commands and participant replies in, the sagas table, outputs.
+"""The saga orchestrator: order commands, replies and stock commands in; sagas, stock, outputs.
 
 ``handle`` is the whole step for one message: read the order's saga, ``decide``, write it back,
 send the commands and events. The runtime runs it over batches (``eatcloud.runtime``).
+
+Stock is co-located with the saga: ``order-commands``, ``saga-replies`` and ``stock-commands``
+are all keyed by store, so an order's saga and its store's ledger live in one partition. The
+saga's stock commands (reserve, commit, release) are applied right here (``stock.step``) and
+their answers go straight back into ``decide``, in the same unit: no record, no hop, no
+second table read. Payment and points stay remote participants (a gateway is slow I/O that
+must not stall a partition); their commands carry the store so that their replies come back
+to this partition. Stock commands that arrive on ``stock-commands`` (adjustments, expiries,
+or a reserve sent by a tool) are applied by the same agent, so a store's ledger is never
+written by two units at once; their answers, if any, go to ``saga-replies`` as before.
 
 The saga's deadlines live in its state. A timer on each worker keeps an index of the
 deadlines of the sagas this worker owns (fed by the handler, rebuilt from the table after each
@@ -23,7 +33,9 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from eatcloud.agents import stock
 from eatcloud.agents.schedule import Schedule, timers_may_run
+from eatcloud.agents.stock import Stock
 from eatcloud.domain.saga import SagaPolicy, SagaState, Step, decide
 from eatcloud.observability.metrics import metrics
 from eatcloud.runtime.adapter import Context, Handler, Runtime
@@ -36,24 +48,25 @@ from eatcloud.tables import RecordTable
 # One discriminated union over both topics' records: as a plain union of the two, pydantic
 # tried each in turn and reported the first one's tag mismatch, so an invalid reply went to
 # the DLQ as "unknown_type".
-INBOX: Decoder[r.PlaceOrder | r.CancelOrder | r.AcceptOrder | r.CompleteOrder | r.Timeout] = (
-    Decoder(Annotated[r.OrderCommand | r.SagaReply, Field(discriminator="type")])
+INBOX: Decoder[Any] = Decoder(
+    Annotated[r.OrderCommand | r.SagaReply | r.StockCommand, Field(discriminator="type")]
 )
 FORGET = "done"  # the Timeout step that deletes a finished saga
 
 
-class Deadlines(Schedule[str, str]):
-    """Deadlines of the sagas this worker owns: order_id -> (deadline, step)."""
+class Deadlines(Schedule[str, tuple[str, str]]):
+    """Deadlines of the sagas this worker owns: order_id -> (deadline, (step, store_id))."""
 
     def __init__(self, retention: float) -> None:
         super().__init__()
         self.retention = retention
 
     def track(self, order_id: str, state: SagaState) -> None:
+        store_id = state.order.store_id
         if state.deadline is not None:
-            self.set(order_id, state.deadline, state.step.value)
+            self.set(order_id, state.deadline, (state.step.value, store_id))
         elif state.step is Step.DONE:
-            self.set(order_id, state.updated_at + self.retention, FORGET)
+            self.set(order_id, state.updated_at + self.retention, (FORGET, store_id))
         else:
             self.cancel(order_id)
 
@@ -68,6 +81,7 @@ class Orchestrator:
     sagas: RecordTable[SagaState]
     policy: SagaPolicy
     deadlines: Deadlines
+    stock: Stock
 
 
 _STATUS = {
@@ -102,53 +116,91 @@ def observe(state: Any, message: Any, decision: Any, now: float) -> None:
 
 
 async def handle(saga: Orchestrator, ctx: Context, message: Any) -> None:
-    """One order's step: its saga, the decision, the new saga and its outputs."""
+    """One message: a stock command, or an order's step with its local stock steps."""
+    if isinstance(message, stock.COMMAND_TYPES):
+        reply = stock.step(saga.stock, ctx, message)
+        if reply is not None:
+            ctx.send(reply)
+        return
+    pending, sent, events, steps = [message], [], [], 0
+    while pending:
+        commands, produced = _saga_step(saga, ctx, pending.pop(0))
+        steps += 1
+        remote = [c for c in commands if not isinstance(c, stock.COMMAND_TYPES)]
+        ctx.send(*remote, *produced)
+        sent.extend(remote)
+        events.extend(produced)
+        for command in commands:
+            if isinstance(command, stock.COMMAND_TYPES):
+                reply = stock.step(saga.stock, ctx, command)
+                if reply is not None:
+                    pending.append(reply)
+    if steps > 1:
+        # The saga remembers its last input and outputs, to send them again when that input
+        # is delivered again after a crash. After local steps the last input ``decide`` saw
+        # is a stock answer that never travels: remember the message that came in, with
+        # everything the chain sent.
+        state = ctx.get(saga.sagas, message.order_id)
+        if state is not None:
+            last = {"last_input": message.event_id, "last_commands": tuple(sent)}
+            ctx.put(
+                saga.sagas,
+                message.order_id,
+                state.model_copy(update=last | {"last_events": tuple(events)}),
+            )
+
+
+def _saga_step(saga: Orchestrator, ctx: Context, message: Any) -> tuple[list[Any], list[Any]]:
+    """The order's saga, the decision and the new saga; the decision's commands (its stock
+    commands are applied by the caller, not sent) and events."""
     order_id = message.order_id
     state = ctx.get(saga.sagas, order_id)
     if isinstance(message, r.Timeout) and message.step == FORGET:
         retained = state is not None and state.step is Step.DONE
         if retained and message.deadline == state.updated_at + saga.deadlines.retention:  # type: ignore[union-attr]  # retained: not None
             ctx.put(saga.sagas, order_id, None)
-        return
+        return [], []
     now = time.time()
     decision = decide(state, message, now, saga.policy)
     observe(state, message, decision, now)
     if decision.state is not None and decision.state is not state:
         ctx.put(saga.sagas, order_id, decision.state)
         saga.deadlines.track(order_id, decision.state)
-    ctx.send(*decision.commands, *decision.events)
+    return list(decision.commands), list(decision.events)
 
 
 def handler(saga: Orchestrator) -> Handler[Any]:
     return Handler(
         name="orchestrator",
-        topics=(t.ORDER_COMMANDS, t.SAGA_REPLIES),
+        topics=(t.ORDER_COMMANDS, t.SAGA_REPLIES, t.STOCK_COMMANDS),
         decoder=INBOX,
         handle=functools.partial(handle, saga),
-        key=lambda message: message.order_id,
-        help="Runs each order's saga: commands and replies in, steps and events out.",
+        key=lambda message: message.store_id,
+        help="Runs each order's saga and its store's stock: commands and replies in, "
+        "steps and events out.",
     )
 
 
 def timeouts(saga: Orchestrator, runtime: Runtime, now: float) -> list[r.Timeout]:
     """The Timeouts due now; deadlines whose partition is behind them wait for it."""
     due, later = [], []
-    for order_id, step, deadline in saga.deadlines.pop_passed(now):
-        partition = partition_for(order_id.encode(), runtime.partitions)
+    for order_id, (step, store_id), deadline in saga.deadlines.pop_passed(now):
+        partition = partition_for(store_id.encode(), runtime.partitions)
         read_up_to = min(runtime.backlog_time(topic, partition) for topic in _INPUTS)
         if step != FORGET and read_up_to < deadline:
-            later.append((order_id, step, deadline))  # its reply may be queued: not late yet
+            later.append((order_id, (step, store_id), deadline))  # its reply may be queued
             continue
         due.append(
             r.Timeout(
                 event_id=r.derived_id(order_id, f"timeout/{step}/{deadline}"),
                 order_id=order_id,
+                store_id=store_id,
                 step=step,
                 deadline=deadline,
             )
         )
-    for order_id, step, deadline in later:
-        saga.deadlines.set(order_id, deadline, step)
+    for order_id, what, deadline in later:
+        saga.deadlines.set(order_id, deadline, what)
     return due
 
 

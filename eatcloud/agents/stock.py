@@ -1,8 +1,12 @@
-"""The stock handler: one store's ledger per key, so a multi-line reservation needs no lock.
+"""The stock step: one store's ledger per key, so a multi-line reservation needs no lock.
 
-Reads ``stock-commands`` (keyed by store_id), applies the pure ledger functions, writes the
-store's ledger and the order's reservation record, answers the saga on ``saga-replies`` and
-appends one ``StockLevelChanged`` per touched line to ``stock-events``. A repeated command
+``step`` applies one stock command with the pure ledger functions, writes the store's ledger
+and the order's reservation record, appends one ``StockLevelChanged`` per touched line to
+``stock-events`` and returns the saga's answer. It runs inside the orchestrator's agent
+(``orchestrator.handle``), which reads ``stock-commands`` too: the saga's own reserve, commit
+and release are local steps of its unit (their answer goes straight back into ``decide``),
+and adjustments and expiries arriving on ``stock-commands`` are applied in the same partition
+by the same agent, so no two units ever write one store's ledger at once. A repeated command
 finds the reservation record unchanged and answers again with the same reply; a repeated
 adjustment is recognised by its event_id and skipped.
 
@@ -12,7 +16,6 @@ A timer keeps the expiry of the reservations this worker holds and sends
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -21,15 +24,11 @@ from typing import Any
 from eatcloud.agents.schedule import Schedule, timers_may_run
 from eatcloud.domain import stock
 from eatcloud.domain.stock import Reservation, ReservationStatus
-from eatcloud.runtime.adapter import Context, Handler, Runtime
+from eatcloud.runtime.adapter import Context, Runtime
 from eatcloud.streams import records as r
-from eatcloud.streams import topics as t
-from eatcloud.streams.codec import Decoder
 from eatcloud.tables import OwnedRecords, StockEntry
 
 log = logging.getLogger("eatcloud.agents.stock")
-
-COMMANDS: Decoder[Any] = Decoder(r.StockCommand)
 
 
 class HeldReservations(Schedule[tuple[str, str], None]):
@@ -67,28 +66,36 @@ class Stock:
     held: HeldReservations
 
 
-async def handle(shop: Stock, ctx: Context, command: Any) -> None:
+COMMAND_TYPES = (
+    r.ReserveStock,
+    r.CommitStock,
+    r.ReleaseStock,
+    r.AdjustStock,
+    r.ExpireReservations,
+)
+
+
+def step(shop: Stock, ctx: Context, command: Any) -> r.Reply | None:
+    """Apply one stock command; the saga's answer (None for adjustments and expiries)."""
     store_id = command.store_id
     entry = shop.stores.load(ctx, store_id)
     if isinstance(command, r.ExpireReservations):
         _expire(shop, ctx, command, entry)
-        return
+        return None
     if isinstance(command, r.AdjustStock):
         if entry.seen(command.event_id):
             log.info("store %s: adjustment %s already applied", store_id, command.event_id)
-            return
+            return None
         outcome = stock.apply(entry.ledger, None, command, shop.ttl)
         if outcome.rejected:
             log.warning("store %s: adjust refused: %s", store_id, outcome.rejected)
         entry = entry.model_copy(update={"recent": entry.remembering(command.event_id)})
         _record(shop, ctx, command, entry, outcome, force=True)
-        return
+        return None
     record = shop.stores.record(ctx, store_id, command.order_id)
     outcome = stock.apply(entry.ledger, record, command, shop.ttl)
     _record(shop, ctx, command, entry, outcome)
-    reply = stock.reply_for(command, outcome.reservation or record, outcome.rejected)
-    if reply is not None:
-        ctx.send(reply)
+    return stock.reply_for(command, outcome.reservation or record, outcome.rejected)
 
 
 def _record(
@@ -139,17 +146,6 @@ def _expire(shop: Stock, ctx: Context, command: r.ExpireReservations, entry: Sto
         outcome = stock.release(entry.ledger, record, order_id, "expired")
         entry = _record(shop, ctx, release, entry, outcome)
         log.info("store %s: reservation of order %s expired", command.store_id, order_id)
-
-
-def handler(shop: Stock) -> Handler[Any]:
-    return Handler(
-        name="stock",
-        topics=(t.STOCK_COMMANDS,),
-        decoder=COMMANDS,
-        handle=functools.partial(handle, shop),
-        key=lambda command: command.store_id,
-        help="Keeps each store's stock ledger: reservations, commits, releases, adjustments.",
-    )
 
 
 def start_timer(app: Any, runtime: Runtime, shop: Stock, every: float) -> None:

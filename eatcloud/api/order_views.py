@@ -194,11 +194,12 @@ async def _send(db: Any, command: r.Record) -> Accepted:
     summary="Cancel my order (allowed until the store accepts it)",
 )
 async def cancel_mine(order_id: str, body: CancelIn, db: Pool, who: Customer) -> Accepted:
-    await _visible(db, order_id, who)
+    order = await _visible(db, order_id, who)
     return await _send(
         db,
         r.CancelOrder(
             order_id=order_id,
+            store_id=order["store_id"],
             by=r.Actor.CUSTOMER,
             reason=body.reason or "cancelled by the customer",
         ),
@@ -230,16 +231,21 @@ async def store_action(
         command = r.CompleteOrder(order_id=order_id, store_id=store_id)
     else:
         reason = (body.reason if body else "") or "cancelled by the store"
-        command = r.CancelOrder(order_id=order_id, by=r.Actor.STORE, reason=reason)
+        command = r.CancelOrder(
+            order_id=order_id, store_id=store_id, by=r.Actor.STORE, reason=reason
+        )
     return await _send(db, command)
 
 
 @router.post("/admin/orders/{order_id}/cancel", status_code=202, response_model=Accepted)
 async def admin_cancel(order_id: str, body: CancelIn, db: Pool, who: Admin) -> Accepted:
-    await _visible(db, order_id, who)
+    order = await _visible(db, order_id, who)
     return await _send(
         db,
         r.CancelOrder(
-            order_id=order_id, by=r.Actor.ADMIN, reason=body.reason or "cancelled by an admin"
+            order_id=order_id,
+            store_id=order["store_id"],
+            by=r.Actor.ADMIN,
+            reason=body.reason or "cancelled by an admin",
         ),
     )

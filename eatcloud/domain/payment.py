@@ -65,7 +65,7 @@ def reply_for(
     command: r.AuthorizePayment | r.VoidPayment | r.RefundPayment, payment: Payment
 ) -> r.Reply:
     """The saga's answer to a command, from the order's payment record after it."""
-    ids = r.reply_ids(command.event_id, command.order_id)
+    ids = r.reply_ids(command)
     if isinstance(command, r.AuthorizePayment):
         if payment.status is PaymentStatus.DECLINED or payment.authorization_id is None:
             return r.PaymentDeclined(**ids, reason=payment.reason or "declined")

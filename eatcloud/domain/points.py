@@ -104,7 +104,7 @@ def apply(account: PointsAccount, hold: Hold | None, command: OrderPointsCommand
 
 def reply_for(command: OrderPointsCommand, hold: Hold | None) -> r.Reply:
     """The saga's answer to a command, from the order's hold after it."""
-    ids = r.reply_ids(command.event_id, command.order_id)
+    ids = r.reply_ids(command)
     if isinstance(command, r.ReservePoints):
         if hold is None or hold.status is HoldStatus.REJECTED:
             return r.PointsRejected(**ids, reason=hold.reason if hold else "insufficient_points")

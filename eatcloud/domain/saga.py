@@ -236,7 +236,11 @@ def _send_step(state: SagaState, step: Step, out: _Out) -> None:
     o = state.order
     if step is Step.POINTS:
         out.command(
-            r.ReservePoints, order_id=o.order_id, customer_id=o.customer_id, amount=o.points
+            r.ReservePoints,
+            order_id=o.order_id,
+            store_id=o.store_id,
+            customer_id=o.customer_id,
+            amount=o.points,
         )
     elif step is Step.STOCK:
         out.command(r.ReserveStock, order_id=o.order_id, store_id=o.store_id, lines=o.stock_lines)
@@ -244,6 +248,7 @@ def _send_step(state: SagaState, step: Step, out: _Out) -> None:
         out.command(
             r.AuthorizePayment,
             order_id=o.order_id,
+            store_id=o.store_id,
             customer_id=o.customer_id,
             amount=o.final_amount,
         )
@@ -280,7 +285,12 @@ def _advance(state: SagaState, reply: r.Reply, out: _Out, policy: SagaPolicy) ->
         return out.decide(_enter(state, Step.COMMIT, out, policy))
     # Step.COMMIT: stock is sold, the order is paid and waits for its store.
     if Participant.POINTS in state.held:
-        out.command(r.DeductPoints, order_id=order.order_id, customer_id=order.customer_id)
+        out.command(
+            r.DeductPoints,
+            order_id=order.order_id,
+            store_id=order.store_id,
+            customer_id=order.customer_id,
+        )
     out.event(
         r.OrderPaid, order, amount=order.final_amount, authorization_id=state.authorization_id
     )
@@ -327,11 +337,14 @@ def _fail(
 def _send_undo(state: SagaState, participant: Participant, out: _Out) -> None:
     o = state.order
     if participant is Participant.PAYMENT:
-        out.command(r.RefundPayment if state.paid else r.VoidPayment, order_id=o.order_id)
+        kind = r.RefundPayment if state.paid else r.VoidPayment
+        out.command(kind, order_id=o.order_id, store_id=o.store_id)
     elif participant is Participant.STOCK:
         out.command(r.ReleaseStock, order_id=o.order_id, store_id=o.store_id, reason=state.reason)
     else:
-        out.command(r.ReleasePoints, order_id=o.order_id, customer_id=o.customer_id)
+        out.command(
+            r.ReleasePoints, order_id=o.order_id, store_id=o.store_id, customer_id=o.customer_id
+        )
 
 
 def _finish(state: SagaState, out: _Out) -> Decision:

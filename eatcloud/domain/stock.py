@@ -239,7 +239,7 @@ def reply_for(
     """The saga's answer to a command, from the order's record after it (None: no answer)."""
     if isinstance(command, r.AdjustStock):
         return None
-    ids = r.reply_ids(command.event_id, command.order_id)
+    ids = r.reply_ids(command)
     if isinstance(command, r.ReserveStock):
         assert reservation is not None
         if reservation.status is ReservationStatus.REJECTED:

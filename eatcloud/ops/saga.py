@@ -1,10 +1,11 @@
 """``eatcloud saga show ORDER_ID``: a saga's state as its worker holds it, and its timeline.
 
 The state is the last value of the order's key in the ``sagas`` table's changelog (the table
-a worker restores from): the orchestrator writes it only while processing an ``order-commands``
-or ``saga-replies`` message, which are keyed by order id, so it lives in the changelog
-partition the default partitioner gives that id. The timeline is the ``order_timeline`` read
-model (PostgreSQL).
+a worker restores from): the orchestrator writes it only while processing a message of its
+inputs, which are keyed by the order's store, so it lives in the changelog partition the
+default partitioner gives the store id (found in the ``order_view`` read model; all
+partitions are read when the read model does not know the order). The timeline is the
+``order_timeline`` read model (PostgreSQL).
 """
 
 from __future__ import annotations
@@ -41,28 +42,33 @@ def changelog_topic(settings: Settings, table: str) -> str:
     return f"{settings.worker.app_id}-{table}-changelog"
 
 
-async def saga_state(settings: Settings, order_id: str) -> SagaState | None:
+async def saga_state(
+    settings: Settings, order_id: str, store_id: str | None = None
+) -> SagaState | None:
     topic = changelog_topic(settings, "sagas")
     key = orjson.dumps(order_id)  # Faust writes table keys JSON-encoded: b'"<id>"'
-    partition = partition_of(order_id, settings.kafka.topic_partitions)
+    count = settings.kafka.topic_partitions
+    partitions = [partition_of(store_id, count)] if store_id else list(range(count))
     last: bytes | None = None
-    async for batch in read_to_end(settings, topic, [partition]):
+    async for batch in read_to_end(settings, topic, partitions):
         for message in batch:
             if message.key == key:
                 last = message.value  # None is a deletion
     return None if last is None else SagaState.model_validate_json(last)
 
 
-async def timeline(settings: Settings, order_id: str) -> list[TimelineEntry]:
+async def timeline(settings: Settings, order_id: str) -> tuple[list[TimelineEntry], str | None]:
+    """The order's timeline and its store (None when the read model does not know it)."""
     pool = await create_pool(settings.postgres, max_size=1)
     try:
         rows = await rm.timeline(pool, order_id)  # what GET /orders/{id}/timeline serves
+        view = await rm.order_view(pool, order_id)
     finally:
         await pool.close()
-    return [TimelineEntry(r["occurred_at"], r["type"], r["status"], r["reason"]) for r in rows]
+    entries = [TimelineEntry(r["occurred_at"], r["type"], r["status"], r["reason"]) for r in rows]
+    return entries, None if view is None else str(view["store_id"])
 
 
 async def report(settings: Settings, order_id: str) -> SagaReport:
-    return SagaReport(
-        order_id, await saga_state(settings, order_id), await timeline(settings, order_id)
-    )
+    entries, store_id = await timeline(settings, order_id)
+    return SagaReport(order_id, await saga_state(settings, order_id, store_id), entries)

@@ -24,9 +24,11 @@ def row(record: r.Record, aggregate_type: str, headers: dict[str, str]) -> tuple
     """The values of ``record``'s outbox row, in ``COLUMNS`` order."""
     topic, key = route(record)
     kind = record.type  # type: ignore[attr-defined]  # every concrete record has its literal type
+    # The aggregate is the order for an order's commands (their Kafka key is its store).
+    aggregate_id = getattr(record, "order_id", None) or key
     return (
         aggregate_type,
-        key,
+        aggregate_id,
         topic,
         key,
         kind,

@@ -163,15 +163,20 @@ class Unit:
         return self.runtime.read(table, key, partition)
 
     def merge(self, ctx: Context) -> None:
+        """Take a message's effects into the unit; a record with no route raises first, before
+        anything is taken (the message is then dead-lettered alone)."""
+        routed = [(record, t.route(record)) for record in ctx.sends]
         partition = ctx.source.partition
         for where, (table, value) in ctx.writes.items():
             self.writes[where] = (table, value, partition)
         carried = {k: v for k, v in ctx.source.headers.items() if k in CARRIED}
-        for record in ctx.sends:
-            self.add(record, carried)
+        for record, route in routed:
+            self.add(record, carried, route)
 
-    def add(self, record: r.Record, carried: dict[str, str]) -> None:
-        topic, key = t.route(record)
+    def add(
+        self, record: r.Record, carried: dict[str, str], route: tuple[str, str] | None = None
+    ) -> None:
+        topic, key = route or t.route(record)
         value = encode(record)
         key_bytes = key.encode()
         if topic in INTERNAL:
@@ -318,6 +323,7 @@ class Runtime:
             )
             try:
                 await handler.handle(ctx, message)
+                unit.merge(ctx)
             except PoisonMessage as exc:
                 unit.dead.append((source, source.value, exc))
                 continue
@@ -331,7 +337,6 @@ class Runtime:
             finally:
                 context.request_id.reset(ids[0])
                 context.order_id.reset(ids[1])
-            unit.merge(ctx)
 
     def _messages(self, handler: Handler[M], event: Any, unit: Unit) -> list[tuple[Source, M]]:
         message = event.message

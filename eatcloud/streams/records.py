@@ -22,6 +22,9 @@ _IDS = uuid.UUID("5f0c1d5e-8f3b-4d8e-9a63-2b7f3c9a1e10")
 
 # Ids are keys and parts of keys ("store/order"), so they hold no "/" and no whitespace.
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^/\s]+$")]
+# An id that may be left empty where a record is also used outside the saga (tests, tools);
+# ``topics.route`` refuses to send a saga input without its partition key.
+OptionalId = Annotated[str, Field(max_length=64, pattern=r"^[^/\s]*$")]
 Quantity = Annotated[int, Field(ge=1, le=10_000)]
 Amount = Annotated[int, Field(ge=0, le=100_000_000_000)]
 
@@ -36,9 +39,14 @@ def derived_id(parent: str, tag: str) -> str:
     return uuid.uuid5(_IDS, f"{parent}/{tag}").hex
 
 
-def reply_ids(command_id: str, order_id: str) -> dict[str, Any]:
-    """The envelope of a participant's reply: the same command always gets the same id."""
-    return {"event_id": derived_id(command_id, "reply"), "order_id": order_id}
+def reply_ids(command: Any) -> dict[str, Any]:
+    """The envelope of a participant's reply: the same command always gets the same id, and
+    the reply goes to the partition of the saga that sent the command (its store)."""
+    return {
+        "event_id": derived_id(command.event_id, "reply"),
+        "order_id": command.order_id,
+        "store_id": command.store_id,
+    }
 
 
 class Record(BaseModel):
@@ -75,7 +83,7 @@ class StockLine(BaseModel):
     quantity: Quantity
 
 
-# --- order-commands (key: order_id) -------------------------------------------------------
+# --- order-commands (key: store_id) -------------------------------------------------------
 
 
 class PlaceOrder(Record):
@@ -112,6 +120,7 @@ class PlaceOrder(Record):
 class CancelOrder(Record):
     type: Literal["CancelOrder"] = "CancelOrder"
     order_id: Id
+    store_id: Id  # the saga's partition key
     by: Actor
     reason: str = Field(default="", max_length=500)
 
@@ -133,6 +142,7 @@ class Timeout(Record):
 
     type: Literal["Timeout"] = "Timeout"
     order_id: Id
+    store_id: Id  # the saga's partition key
     step: str
     deadline: float
 
@@ -147,6 +157,7 @@ OrderCommand = Annotated[
 class ReservePoints(Record):
     type: Literal["ReservePoints"] = "ReservePoints"
     order_id: Id
+    store_id: OptionalId = ""  # copied into the reply, which goes to the saga's partition
     customer_id: Id
     amount: Amount
 
@@ -154,12 +165,14 @@ class ReservePoints(Record):
 class DeductPoints(Record):
     type: Literal["DeductPoints"] = "DeductPoints"
     order_id: Id
+    store_id: OptionalId = ""  # copied into the reply, which goes to the saga's partition
     customer_id: Id
 
 
 class ReleasePoints(Record):
     type: Literal["ReleasePoints"] = "ReleasePoints"
     order_id: Id
+    store_id: OptionalId = ""  # copied into the reply, which goes to the saga's partition
     customer_id: Id
 
 
@@ -226,6 +239,7 @@ StockCommand = Annotated[
 class AuthorizePayment(Record):
     type: Literal["AuthorizePayment"] = "AuthorizePayment"
     order_id: Id
+    store_id: OptionalId = ""  # copied into the reply, which goes to the saga's partition
     customer_id: Id
     amount: Amount
 
@@ -233,11 +247,13 @@ class AuthorizePayment(Record):
 class VoidPayment(Record):
     type: Literal["VoidPayment"] = "VoidPayment"
     order_id: Id
+    store_id: OptionalId = ""  # copied into the reply, which goes to the saga's partition
 
 
 class RefundPayment(Record):
     type: Literal["RefundPayment"] = "RefundPayment"
     order_id: Id
+    store_id: OptionalId = ""  # copied into the reply, which goes to the saga's partition
 
 
 PaymentCommand = Annotated[
@@ -258,11 +274,12 @@ SagaCommand = Annotated[
 ]
 """Every command the saga sends to a participant."""
 
-# --- saga-replies (key: order_id) ---------------------------------------------------------
+# --- saga-replies (key: store_id) ---------------------------------------------------------
 
 
 class Reply(Record):
     order_id: Id
+    store_id: OptionalId = ""  # the saga's partition key (from the command it answers)
 
 
 class PointsReserved(Reply):

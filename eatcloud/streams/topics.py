@@ -2,17 +2,19 @@
 
 | topic            | key         | carries                                                   |
 |------------------|-------------|-----------------------------------------------------------|
-| order-commands   | order_id    | PlaceOrder, CancelOrder, AcceptOrder, CompleteOrder, Timeout |
-| saga-replies     | order_id    | participant replies (StockReserved, PaymentDeclined, ...)  |
+| order-commands   | store_id    | PlaceOrder, CancelOrder, AcceptOrder, CompleteOrder, Timeout |
+| saga-replies     | store_id    | payment and points replies (PaymentDeclined, ...)          |
 | order-events     | order_id    | the order's history: OrderPlaced ... OrderCancelled        |
-| stock-commands   | store_id    | Reserve/Commit/Release/AdjustStock, ExpireReservations     |
+| stock-commands   | store_id    | AdjustStock, ExpireReservations                            |
 | stock-events     | store_id    | StockLevelChanged, one per ledger line change              |
 | payment-commands | order_id    | AuthorizePayment, VoidPayment, RefundPayment               |
 | points-commands  | customer_id | ReservePoints, DeductPoints, ReleasePoints, AdjustPoints   |
 | <input>-dlq      | as input    | poison messages, with error headers and coordinates        |
 
-``order-commands`` and ``saga-replies`` share key and partition count, so the orchestrator
-reads both into one sagas table. Values are JSON bytes (see ``codec``); keys are UTF-8 text.
+``order-commands``, ``saga-replies`` and ``stock-commands`` share key (the store) and
+partition count, so one agent reads all three: a store's sagas and its stock ledger live in
+the same partition, and reserving, committing and releasing stock are local steps of the
+saga (see docs/saga.md). Values are JSON bytes (see ``codec``); keys are UTF-8 text.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ def dlq(topic: str) -> str:
 
 
 _ROUTES: dict[type[r.Record], tuple[str, str]] = {
-    **{k: (ORDER_COMMANDS, "order_id") for k in (r.PlaceOrder, r.CancelOrder, r.AcceptOrder)},
-    **{k: (ORDER_COMMANDS, "order_id") for k in (r.CompleteOrder, r.Timeout)},
+    **{k: (ORDER_COMMANDS, "store_id") for k in (r.PlaceOrder, r.CancelOrder, r.AcceptOrder)},
+    **{k: (ORDER_COMMANDS, "store_id") for k in (r.CompleteOrder, r.Timeout)},
     **{k: (POINTS_COMMANDS, "customer_id") for k in (r.ReservePoints, r.DeductPoints)},
     **{k: (POINTS_COMMANDS, "customer_id") for k in (r.ReleasePoints, r.AdjustPoints)},
     **{k: (STOCK_COMMANDS, "store_id") for k in (r.ReserveStock, r.CommitStock)},
@@ -57,12 +59,15 @@ def route(record: r.Record) -> tuple[str, str]:
     if kind in _ROUTES:
         topic, key_field = _ROUTES[kind]
     elif isinstance(record, r.Reply):
-        topic, key_field = SAGA_REPLIES, "order_id"
+        topic, key_field = SAGA_REPLIES, "store_id"
     elif isinstance(record, r.OrderEvent):
         topic, key_field = ORDER_EVENTS, "order_id"
     else:
         raise TypeError(f"no topic for {kind.__name__}")
-    return topic, str(getattr(record, key_field))
+    key = str(getattr(record, key_field))
+    if not key:
+        raise ValueError(f"{kind.__name__} {record.event_id} has no {key_field}: no partition")
+    return topic, key
 
 
 @dataclass(frozen=True)

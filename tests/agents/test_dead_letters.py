@@ -33,7 +33,7 @@ INBOXES = [
     Inbox(
         "orchestrator",
         t.ORDER_COMMANDS,
-        "o1",
+        "s1",
         b'{"type":"PlaceOrder","order_id":"o1","customer_id":"c1","store_id":"s1","points":5000,'
         b'"lines":[{"menu_id":"m1","quantity":1,"unit_price":1000}]}',  # points over the total
         ORDER,
@@ -42,13 +42,13 @@ INBOXES = [
     Inbox(
         "orchestrator",
         t.SAGA_REPLIES,
-        "o1",
+        "s1",
         b'{"type":"PaymentAuthorized","order_id":"o1","amount":1000}',
         ORDER,
         "OrderPlaced",
     ),
     Inbox(
-        "stock",
+        "orchestrator",
         t.STOCK_COMMANDS,
         "s1",
         b'{"type":"ReserveStock","order_id":"o1","store_id":"s1","lines":[]}',
@@ -60,7 +60,7 @@ INBOXES = [
         t.PAYMENT_COMMANDS,
         "o1",
         b'{"type":"AuthorizePayment","order_id":"o1","customer_id":"c1","amount":-5}',
-        r.AuthorizePayment(order_id="o1", customer_id="c1", amount=1000),
+        r.AuthorizePayment(order_id="o1", store_id="s1", customer_id="c1", amount=1000),
         "PaymentAuthorized",
     ),
     Inbox(
@@ -68,7 +68,7 @@ INBOXES = [
         t.POINTS_COMMANDS,
         "c1",
         b'{"type":"ReservePoints","order_id":"o1","customer_id":"c1","amount":-1}',
-        r.ReservePoints(order_id="o1", customer_id="c1", amount=10),
+        r.ReservePoints(order_id="o1", store_id="s1", customer_id="c1", amount=10),
         "PointsRejected",
     ),
 ]

@@ -1,5 +1,7 @@
 """The orchestrator agent: order commands and participant replies in, the sagas table and the
-saga's commands and order events out."""
+saga's commands and order events out. Stock is a local step of the saga: reserve, commit and
+release are applied in the same unit (stock events out, no stock command), and only payment
+and points are asked through their topics."""
 
 from __future__ import annotations
 
@@ -37,53 +39,72 @@ def outputs(harness: Harness) -> list[tuple[str, str, bytes]]:
     return [(s.topic, s.type, s.key) for s in harness.outbox.take()]
 
 
-async def test_places_an_order_by_reserving_its_stock_and_announcing_it(
+async def shelve(harness: Harness, agent: Any, **quantities: int) -> None:
+    """Stock store s1 (through ``stock-commands``, as the API does), and forget what it sent."""
+    for menu_id, quantity in quantities.items():
+        await harness.deliver(agent, r.AdjustStock(store_id="s1", menu_id=menu_id, delta=quantity))
+    harness.outbox.clear()
+
+
+def levels(harness: Harness) -> dict[str, tuple[int, int, int]]:
+    """(on_hand, reserved, sold) per menu item of store s1."""
+    items = harness.ledger("s1").items
+    return {menu: (item.on_hand, item.reserved, item.sold) for menu, item in items.items()}
+
+
+STOCK_MOVED = (t.STOCK_EVENTS, "StockLevelChanged", b"s1")
+AUTHORIZED = r.PaymentAuthorized(order_id="o1", store_id="s1", amount=3500, authorization_id="a1")
+
+
+async def test_places_an_order_by_reserving_its_stock_in_the_same_unit_and_asking_for_payment(
     harness: Harness, orchestrator: Any
 ) -> None:
+    await shelve(harness, orchestrator, m1=5, m2=5)
+
     await harness.deliver(orchestrator, ORDER)
 
-    reserve, placed = harness.outbox.take()
-    assert (reserve.topic, reserve.key, reserve.type) == (t.STOCK_COMMANDS, b"s1", "ReserveStock")
-    assert reserve.record.lines == ORDER.stock_lines
+    authorize, placed, *moved = harness.outbox.take()  # our topics' envelopes go out first
     assert (placed.topic, placed.key, placed.type) == (t.ORDER_EVENTS, b"o1", "OrderPlaced")
     assert (placed.record.total_amount, placed.record.final_amount) == (3500, 3500)
+    assert [(m.topic, m.type, m.key) for m in moved] == [STOCK_MOVED, STOCK_MOVED]
+    assert (authorize.topic, authorize.key, authorize.type) == (
+        t.PAYMENT_COMMANDS,
+        b"o1",
+        "AuthorizePayment",
+    )
+    assert (authorize.record.amount, authorize.record.store_id) == (3500, "s1")
+    assert levels(harness) == {"m1": (5, 2, 0), "m2": (5, 1, 0)}
     saga = harness.saga("o1")
     assert saga is not None
     assert (saga.status, saga.step, saga.held) == (
         OrderStatus.PENDING,
-        Step.STOCK,
-        (Participant.STOCK,),
+        Step.PAYMENT,
+        (Participant.STOCK, Participant.PAYMENT),
     )
     timeout = harness.settings.saga.step_timeout_seconds
     assert saga.deadline == pytest.approx(time.time() + timeout, abs=5)
-    assert [w.table for w in harness.outbox.writes] == ["sagas"]
+    assert sorted({w.table for w in harness.outbox.writes}) == ["sagas", "stock"]
 
 
 async def test_walks_an_order_through_the_happy_path_step_by_step(
     harness: Harness, orchestrator: Any
 ) -> None:
+    await shelve(harness, orchestrator, m1=5, m2=5)
     steps: list[tuple[r.Record, list[tuple[str, str, bytes]], OrderStatus, Step]] = [
         (
             ORDER,
-            [(t.STOCK_COMMANDS, "ReserveStock", b"s1"), (t.ORDER_EVENTS, "OrderPlaced", b"o1")],
-            OrderStatus.PENDING,
-            Step.STOCK,
-        ),
-        (
-            r.StockReserved(order_id="o1"),
-            [(t.PAYMENT_COMMANDS, "AuthorizePayment", b"o1")],
+            [
+                (t.PAYMENT_COMMANDS, "AuthorizePayment", b"o1"),
+                (t.ORDER_EVENTS, "OrderPlaced", b"o1"),
+                STOCK_MOVED,
+                STOCK_MOVED,
+            ],
             OrderStatus.PENDING,
             Step.PAYMENT,
         ),
         (
-            r.PaymentAuthorized(order_id="o1", amount=3500, authorization_id="auth-1"),
-            [(t.STOCK_COMMANDS, "CommitStock", b"s1")],
-            OrderStatus.PENDING,
-            Step.COMMIT,
-        ),
-        (
-            r.StockCommitted(order_id="o1"),
-            [(t.ORDER_EVENTS, "OrderPaid", b"o1")],
+            AUTHORIZED,
+            [STOCK_MOVED, STOCK_MOVED, (t.ORDER_EVENTS, "OrderPaid", b"o1")],
             OrderStatus.PAID,
             Step.STORE,
         ),
@@ -108,67 +129,69 @@ async def test_walks_an_order_through_the_happy_path_step_by_step(
         assert (saga.status, saga.step) == (status, step), type(message).__name__
     saga = harness.saga("o1")
     assert saga is not None
-    assert (saga.authorization_id, saga.paid, saga.deadline) == ("auth-1", True, None)
+    assert (saga.authorization_id, saga.paid, saga.deadline) == ("a1", True, None)
+    assert levels(harness) == {"m1": (3, 0, 2), "m2": (4, 0, 1)}
 
 
 async def test_asks_for_the_amount_left_after_points_and_deducts_them_once_paid(
     harness: Harness, orchestrator: Any
 ) -> None:
+    await shelve(harness, orchestrator, m1=5, m2=5)
     await harness.deliver(orchestrator, WITH_POINTS)
     reserve_points, _ = harness.outbox.take()
     assert (reserve_points.topic, reserve_points.key) == (t.POINTS_COMMANDS, b"c1")
     assert (reserve_points.type, reserve_points.record.amount) == ("ReservePoints", 1000)
 
-    await harness.deliver(orchestrator, r.PointsReserved(order_id="o1"))
-    assert outputs(harness) == [(t.STOCK_COMMANDS, "ReserveStock", b"s1")]
-    await harness.deliver(orchestrator, r.StockReserved(order_id="o1"))
-    (authorize,) = harness.outbox.take()
+    await harness.deliver(orchestrator, r.PointsReserved(order_id="o1", store_id="s1"))
+    authorize, *moved = harness.outbox.take()
+    assert [m.type for m in moved] == ["StockLevelChanged"] * 2
     assert (authorize.type, authorize.record.amount) == ("AuthorizePayment", 2500)
-    await harness.deliver(
-        orchestrator, r.PaymentAuthorized(order_id="o1", amount=2500, authorization_id="a")
-    )
-    await harness.deliver(orchestrator, r.StockCommitted(order_id="o1"))
+    await harness.deliver(orchestrator, AUTHORIZED.model_copy(update={"amount": 2500}))
 
-    assert outputs(harness)[-2:] == [
+    paid = outputs(harness)
+    assert (paid[0], paid[-1]) == (
         (t.POINTS_COMMANDS, "DeductPoints", b"c1"),
         (t.ORDER_EVENTS, "OrderPaid", b"o1"),
-    ]
+    )
 
 
-async def test_a_redelivered_place_order_resends_the_same_outputs_and_leaves_the_saga_alone(
+async def test_a_redelivered_place_order_sends_only_copies_and_changes_nothing(
     harness: Harness, orchestrator: Any
 ) -> None:
+    await shelve(harness, orchestrator, m1=5, m2=5)
     await harness.deliver(orchestrator, ORDER)
-    first, saga = harness.outbox.take(), harness.saga("o1")
+    first, saga, stock = harness.outbox.take(), harness.saga("o1"), levels(harness)
     harness.outbox.clear()
 
     await harness.deliver(orchestrator, ORDER)
 
-    assert harness.outbox.take() == first  # same ids, same bytes: consumers see duplicates
-    assert harness.saga("o1") == saga
+    again = harness.outbox.take()
+    assert again and all(sent in first for sent in again)  # same ids and bytes: duplicates
+    assert [s.type for s in again] == ["AuthorizePayment", "OrderPlaced"]
+    assert (harness.saga("o1"), levels(harness)) == (saga, stock)
     assert harness.outbox.writes == []
 
 
-async def test_a_redelivered_reply_resends_the_same_command(
+async def test_a_redelivered_reply_sends_only_copies_and_changes_nothing(
     harness: Harness, orchestrator: Any
 ) -> None:
-    reserved = r.StockReserved(order_id="o1")
+    await shelve(harness, orchestrator, m1=5, m2=5)
     await harness.deliver(orchestrator, ORDER)
-    harness.outbox.take()
-    await harness.deliver(orchestrator, reserved)
-    (authorize,), saga = harness.outbox.take(), harness.saga("o1")
+    await harness.deliver(orchestrator, AUTHORIZED)
+    first, saga, stock = harness.outbox.take(), harness.saga("o1"), levels(harness)
     harness.outbox.clear()
 
-    await harness.deliver(orchestrator, reserved)
+    await harness.deliver(orchestrator, AUTHORIZED)
 
-    assert harness.outbox.take() == [authorize]
-    assert harness.saga("o1") == saga
+    assert all(sent in first for sent in harness.outbox.take())
+    assert (harness.saga("o1"), levels(harness)) == (saga, stock)
     assert harness.outbox.writes == []
 
 
 async def test_a_second_order_under_the_same_id_changes_nothing(
     harness: Harness, orchestrator: Any
 ) -> None:
+    await shelve(harness, orchestrator, m1=5, m2=5)
     await harness.deliver(orchestrator, ORDER)
     saga = harness.saga("o1")
     harness.outbox.clear()
@@ -182,24 +205,23 @@ async def test_a_second_order_under_the_same_id_changes_nothing(
 async def test_ignores_a_reply_for_an_order_it_never_saw(
     harness: Harness, orchestrator: Any
 ) -> None:
-    await harness.deliver(orchestrator, r.StockReserved(order_id="o9"))
+    await harness.deliver(orchestrator, AUTHORIZED.model_copy(update={"order_id": "o9"}))
 
     assert harness.outbox.take() == []
     assert harness.saga("o9") is None
     assert harness.outbox.writes == []
 
 
-async def test_rejects_the_order_at_once_when_its_stock_is_short(
+async def test_rejects_the_order_in_the_same_unit_when_its_stock_is_short(
     harness: Harness, orchestrator: Any
 ) -> None:
+    await shelve(harness, orchestrator, m1=1, m2=5)
+
     await harness.deliver(orchestrator, ORDER)
-    harness.outbox.take()
 
-    await harness.deliver(
-        orchestrator, r.StockRejected(order_id="o1", reason="out_of_stock", short=("m1",))
-    )
-
-    (rejected,) = harness.outbox.take()
+    placed, short, rejected = harness.outbox.take()
+    assert placed.type == "OrderPlaced"
+    assert (short.type, short.record.menu_id) == ("StockLevelChanged", "m1")  # what ran out
     assert (rejected.topic, rejected.type, rejected.record.reason) == (
         t.ORDER_EVENTS,
         "OrderRejected",
@@ -208,47 +230,43 @@ async def test_rejects_the_order_at_once_when_its_stock_is_short(
     saga = harness.saga("o1")
     assert saga is not None
     assert (saga.status, saga.step, saga.held) == (OrderStatus.REJECTED, Step.DONE, ())
+    assert levels(harness) == {"m1": (1, 0, 0), "m2": (5, 0, 0)}
 
 
 async def test_releases_the_stock_when_the_payment_is_declined_then_rejects_the_order(
     harness: Harness, orchestrator: Any
 ) -> None:
+    await shelve(harness, orchestrator, m1=5, m2=5)
     await harness.deliver(orchestrator, ORDER)
-    await harness.deliver(orchestrator, r.StockReserved(order_id="o1"))
     harness.outbox.take()
 
-    await harness.deliver(orchestrator, r.PaymentDeclined(order_id="o1", reason="card_declined"))
+    await harness.deliver(
+        orchestrator, r.PaymentDeclined(order_id="o1", store_id="s1", reason="card_declined")
+    )
 
-    (release,) = harness.outbox.take()
-    assert (release.topic, release.key, release.type) == (t.STOCK_COMMANDS, b"s1", "ReleaseStock")
-    assert release.record.reason == "card_declined"
-    saga = harness.saga("o1")
-    assert saga is not None
-    assert (saga.step, saga.pending) == (Step.COMPENSATING, (Participant.STOCK,))
-
-    await harness.deliver(orchestrator, r.StockReleased(order_id="o1"))
-
-    assert outputs(harness) == [(t.ORDER_EVENTS, "OrderRejected", b"o1")]
+    assert outputs(harness) == [STOCK_MOVED, STOCK_MOVED, (t.ORDER_EVENTS, "OrderRejected", b"o1")]
     saga = harness.saga("o1")
     assert saga is not None
     assert (saga.status, saga.reason) == (OrderStatus.REJECTED, "card_declined")
+    assert levels(harness) == {"m1": (5, 0, 0), "m2": (5, 0, 0)}
 
 
-async def test_a_customer_cancel_undoes_payment_then_stock_before_cancelling(
+async def test_a_customer_cancel_gives_the_stock_back_at_once_and_waits_for_the_void(
     harness: Harness, orchestrator: Any
 ) -> None:
+    await shelve(harness, orchestrator, m1=5, m2=5)
     await harness.deliver(orchestrator, ORDER)
-    await harness.deliver(orchestrator, r.StockReserved(order_id="o1"))
     harness.outbox.take()
 
-    await harness.deliver(orchestrator, r.CancelOrder(order_id="o1", by=r.Actor.CUSTOMER))
+    cancel = r.CancelOrder(order_id="o1", store_id="s1", by=r.Actor.CUSTOMER)
+    await harness.deliver(orchestrator, cancel)
     assert outputs(harness) == [
         (t.PAYMENT_COMMANDS, "VoidPayment", b"o1"),
-        (t.STOCK_COMMANDS, "ReleaseStock", b"s1"),
+        STOCK_MOVED,
+        STOCK_MOVED,
     ]
-    await harness.deliver(orchestrator, r.PaymentVoided(order_id="o1"))
-    assert outputs(harness) == []
-    await harness.deliver(orchestrator, r.StockReleased(order_id="o1"))
+    assert levels(harness) == {"m1": (5, 0, 0), "m2": (5, 0, 0)}
+    await harness.deliver(orchestrator, r.PaymentVoided(order_id="o1", store_id="s1"))
 
     (cancelled,) = harness.outbox.take()
     assert (cancelled.type, cancelled.record.by) == ("OrderCancelled", r.Actor.CUSTOMER)
@@ -260,34 +278,39 @@ async def test_a_customer_cancel_undoes_payment_then_stock_before_cancelling(
 async def test_resends_the_step_when_its_deadline_passes_and_ignores_stale_timeouts(
     harness: Harness, orchestrator: Any
 ) -> None:
+    await shelve(harness, orchestrator, m1=5, m2=5)
     await harness.deliver(orchestrator, ORDER)
-    (reserve, _), saga = harness.outbox.take(), harness.saga("o1")
+    (authorize,) = [s for s in harness.outbox.take() if s.type == "AuthorizePayment"]
+    saga = harness.saga("o1")
     assert saga is not None and saga.deadline is not None
 
-    await harness.deliver(orchestrator, r.Timeout(order_id="o1", step="stock", deadline=1.0))
+    stale = r.Timeout(order_id="o1", store_id="s1", step="payment", deadline=1.0)
+    await harness.deliver(orchestrator, stale)
     assert harness.outbox.take() == []
 
-    await harness.deliver(
-        orchestrator, r.Timeout(order_id="o1", step="stock", deadline=saga.deadline)
-    )
+    due = r.Timeout(order_id="o1", store_id="s1", step="payment", deadline=saga.deadline)
+    await harness.deliver(orchestrator, due)
     (again,) = harness.outbox.take()
-    assert (again.type, again.record.lines) == ("ReserveStock", reserve.record.lines)
+    assert (again.type, again.record.amount) == ("AuthorizePayment", authorize.record.amount)
     retried = harness.saga("o1")
     assert retried is not None
-    assert (retried.step, retried.attempts) == (Step.STOCK, 2)
+    assert (retried.step, retried.attempts) == (Step.PAYMENT, 2)
     assert retried.deadline is not None and retried.deadline > saga.deadline
 
 
 async def test_outputs_carry_their_event_id_and_the_trace_headers_of_their_cause(
     harness: Harness, orchestrator: Any
 ) -> None:
+    await shelve(harness, orchestrator, m1=5, m2=5)
     trace = [("traceparent", b"00-abc-def-01"), ("x-request-id", b"req-1"), ("other", b"x")]
 
     await harness.deliver(orchestrator, ORDER, headers=trace)
 
-    for sent in harness.outbox.take():
-        assert sent.headers == {
-            "event_id": sent.record.event_id.encode(),
+    sent = harness.outbox.take()
+    assert len(sent) == 4
+    for one in sent:
+        assert one.headers == {
+            "event_id": one.record.event_id.encode(),
             "traceparent": b"00-abc-def-01",
             "x-request-id": b"req-1",
         }

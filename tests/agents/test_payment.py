@@ -17,7 +17,7 @@ from eatcloud.streams import topics as t
 from eatcloud.streams.codec import encode
 from tests.agents.harness import FakeGateway, Harness
 
-AUTHORIZE = r.AuthorizePayment(order_id="o1", customer_id="c1", amount=3500)
+AUTHORIZE = r.AuthorizePayment(order_id="o1", store_id="s1", customer_id="c1", amount=3500)
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ async def payment(harness: Harness) -> AsyncIterator[Any]:
 def reply_to(command: r.Record, harness: Harness) -> Any:
     """The one message sent, checked to be the saga reply keyed and named for ``command``."""
     (reply,) = harness.outbox.take()
-    assert (reply.topic, reply.key) == (t.SAGA_REPLIES, b"o1")
+    assert (reply.topic, reply.key) == (t.SAGA_REPLIES, b"s1")  # the saga's partition: its store
     assert reply.record.event_id == r.derived_id(command.event_id, "reply")
     return reply
 
@@ -92,7 +92,7 @@ async def test_records_a_decline_and_answers_payment_declined(
 async def test_voids_an_authorization_once(
     harness: Harness, payment: Any, gateway: FakeGateway
 ) -> None:
-    void = r.VoidPayment(order_id="o1")
+    void = r.VoidPayment(order_id="o1", store_id="s1")
     await harness.deliver(payment, AUTHORIZE)
     harness.outbox.clear()
 
@@ -111,7 +111,7 @@ async def test_voids_an_authorization_once(
 async def test_refunds_an_authorization(
     harness: Harness, payment: Any, gateway: FakeGateway
 ) -> None:
-    refund = r.RefundPayment(order_id="o1")
+    refund = r.RefundPayment(order_id="o1", store_id="s1")
     await harness.deliver(payment, AUTHORIZE)
     harness.outbox.clear()
 
@@ -126,7 +126,7 @@ async def test_refunds_an_authorization(
 async def test_a_void_before_any_authorize_leaves_a_tombstone_that_refuses_a_late_authorize(
     harness: Harness, payment: Any, gateway: FakeGateway
 ) -> None:
-    void = r.VoidPayment(order_id="o1")
+    void = r.VoidPayment(order_id="o1", store_id="s1")
 
     await harness.deliver(payment, void)
     assert reply_to(void, harness).type == "PaymentVoided"
@@ -167,7 +167,9 @@ async def test_a_gateway_bug_parks_the_command_in_the_dlq_and_the_agent_goes_on(
     assert harness.payment("o1") is None
 
     gateway.failure = None
-    await harness.deliver(payment, r.AuthorizePayment(order_id="o1", customer_id="c1", amount=1))
+    await harness.deliver(
+        payment, r.AuthorizePayment(order_id="o1", store_id="s1", customer_id="c1", amount=1)
+    )
     assert [s.type for s in harness.outbox.take()] == ["PaymentAuthorized"]
 
 
@@ -184,7 +186,8 @@ async def test_the_simulated_gateway_declines_amounts_ending_in_its_decline_cent
     try:
         async with harness.agent("payment").test_context() as payment:
             await harness.deliver(
-                payment, r.AuthorizePayment(order_id="o1", customer_id="c1", amount=amount)
+                payment,
+                r.AuthorizePayment(order_id="o1", store_id="s1", customer_id="c1", amount=amount),
             )
         (sent,) = harness.outbox.take()
         assert (sent.type, getattr(sent.record, "reason", None)) == (reply, reason)

@@ -12,7 +12,7 @@ from eatcloud.streams import records as r
 from eatcloud.streams import topics as t
 from tests.agents.harness import Harness
 
-RESERVE = r.ReservePoints(order_id="o1", customer_id="c1", amount=30)
+RESERVE = r.ReservePoints(order_id="o1", store_id="s1", customer_id="c1", amount=30)
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ async def grant(harness: Harness, agent: Any, amount: int) -> None:
 def reply_to(command: Any, harness: Harness) -> Any:
     """The one message sent, checked to be the saga reply keyed and named for ``command``."""
     (reply,) = harness.outbox.take()
-    assert (reply.topic, reply.key) == (t.SAGA_REPLIES, command.order_id.encode())
+    assert (reply.topic, reply.key) == (t.SAGA_REPLIES, command.store_id.encode())
     assert reply.record.event_id == r.derived_id(command.event_id, "reply")
     return reply
 
@@ -61,7 +61,9 @@ async def test_refuses_an_adjustment_that_would_leave_less_than_is_held(
     harness: Harness, points: Any
 ) -> None:
     await grant(harness, points, 100)
-    await harness.deliver(points, r.ReservePoints(order_id="o1", customer_id="c1", amount=80))
+    await harness.deliver(
+        points, r.ReservePoints(order_id="o1", store_id="s1", customer_id="c1", amount=80)
+    )
 
     await harness.deliver(points, r.AdjustPoints(customer_id="c1", delta=-50))
 
@@ -111,7 +113,7 @@ async def test_rejects_a_reserve_beyond_the_available_points(harness: Harness, p
 
 
 async def test_deducts_the_held_points_once(harness: Harness, points: Any) -> None:
-    deduct = r.DeductPoints(order_id="o1", customer_id="c1")
+    deduct = r.DeductPoints(order_id="o1", store_id="s1", customer_id="c1")
     await grant(harness, points, 100)
     await harness.deliver(points, RESERVE)
     harness.outbox.clear()
@@ -128,10 +130,12 @@ async def test_deducts_the_held_points_once(harness: Harness, points: Any) -> No
 
 
 async def test_a_release_frees_only_that_orders_hold(harness: Harness, points: Any) -> None:
-    release = r.ReleasePoints(order_id="o1", customer_id="c1")
+    release = r.ReleasePoints(order_id="o1", store_id="s1", customer_id="c1")
     await grant(harness, points, 100)
     await harness.deliver(points, RESERVE)
-    await harness.deliver(points, r.ReservePoints(order_id="o2", customer_id="c1", amount=20))
+    await harness.deliver(
+        points, r.ReservePoints(order_id="o2", store_id="s1", customer_id="c1", amount=20)
+    )
     harness.outbox.clear()
 
     await harness.deliver(points, release)
@@ -148,9 +152,9 @@ async def test_a_release_after_the_deduction_gives_the_points_back(
 ) -> None:
     await grant(harness, points, 100)
     await harness.deliver(points, RESERVE)
-    await harness.deliver(points, r.DeductPoints(order_id="o1", customer_id="c1"))
+    await harness.deliver(points, r.DeductPoints(order_id="o1", store_id="s1", customer_id="c1"))
 
-    await harness.deliver(points, r.ReleasePoints(order_id="o1", customer_id="c1"))
+    await harness.deliver(points, r.ReleasePoints(order_id="o1", store_id="s1", customer_id="c1"))
 
     assert harness.account("c1") == PointsAccount(balance=100, held=0)
     hold = harness.hold("c1", "o1")
@@ -162,7 +166,7 @@ async def test_a_release_before_the_reserve_leaves_a_tombstone_the_late_reserve_
 ) -> None:
     await grant(harness, points, 100)
 
-    await harness.deliver(points, r.ReleasePoints(order_id="o1", customer_id="c1"))
+    await harness.deliver(points, r.ReleasePoints(order_id="o1", store_id="s1", customer_id="c1"))
     await harness.deliver(points, RESERVE)
 
     assert harness.account("c1") == PointsAccount(balance=100, held=0)

@@ -1,5 +1,6 @@
-"""The stock agent: stock commands in, the store's ledger and reservations, stock events and the
-saga's replies out."""
+"""Stock commands on ``stock-commands``, applied by the orchestrator's agent (stock is a local
+step of the saga): the store's ledger and reservations, stock events and the saga's replies
+out. The saga's own reserve/commit/release never leave its unit: see test_orchestrator."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ RESERVE = r.ReserveStock(
 
 @pytest.fixture
 async def stock(harness: Harness) -> AsyncIterator[Any]:
-    async with harness.agent("stock").test_context() as agent:
+    async with harness.agent("orchestrator").test_context() as agent:
         yield agent
 
 
@@ -36,7 +37,7 @@ async def shelve(harness: Harness, agent: Any, **quantities: int) -> None:
 def reply_to(command: Any, harness: Harness) -> Any:
     """The one saga reply among what was sent, checked to be keyed and named for ``command``."""
     (reply,) = [s for s in harness.outbox.take() if s.topic == t.SAGA_REPLIES]
-    assert reply.key == command.order_id.encode()
+    assert reply.key == command.store_id.encode()  # the saga's partition: its store
     assert reply.record.event_id == r.derived_id(command.event_id, "reply")
     return reply
 

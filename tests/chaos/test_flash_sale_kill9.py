@@ -41,7 +41,7 @@ async def test_flash_sale_survives_a_worker_killed_mid_sale(
     worker.start()
     try:
         store, menu = "store-flash", "menu-flash"
-        await bus.send(r.AdjustStock(store_id=store, menu_id=menu, delta=STOCK))
+        await bus.adjust(r.AdjustStock(store_id=store, menu_id=menu, delta=STOCK))
         orders = [
             order(store, [(menu, 1, 10_013 if i % 20 == 7 else 10_000)], customer=f"buyer-{i}")
             for i in range(BUYERS)

@@ -45,7 +45,7 @@ async def test_a_unit_the_broker_refuses_stops_the_worker_and_is_read_again(
     await bus.start()
     worker.start()
     try:
-        await bus.send(r.AdjustStock(store_id="store-r", menu_id="menu-r", delta=3))
+        await bus.adjust(r.AdjustStock(store_id="store-r", menu_id="menu-r", delta=3))
         placed = order("store-r", [("menu-r", 1, 10_000)], customer="buyer-r")
         await bus.send(placed)
 

@@ -41,15 +41,19 @@ async def test_every_order_ends_when_a_worker_joins_mid_burst(
     try:
         await create_topics(bootstrap, prefix, stack.kafka.topic_partitions)
         stores = [f"store-{n}" for n in range(STORES)]
-        await bus.send(*(r.AdjustStock(store_id=s, menu_id="menu", delta=100_000) for s in stores))
+        # The shelves are stocked first (orders travel on another topic than adjustments, so
+        # they must not overtake them); then the burst, and the second worker joins a second
+        # or so later, while the first is busy with it and has committed none of it yet.
+        first.start()
+        await bus.adjust(
+            *(r.AdjustStock(store_id=s, menu_id="menu", delta=100_000) for s in stores),
+            within=90,
+        )
         orders = [
             order(stores[i % STORES], [("menu", 1, 4_000)], customer=f"c-{i}")
             for i in range(ORDERS)
         ]
         await bus.send(*orders)
-        # Both start together, as in a deployment: the second joins a second or so later, while
-        # the first is busy with the burst and has committed nothing yet.
-        first.start()
         second.start()
 
         ends = await bus.outcomes(

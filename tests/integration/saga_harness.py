@@ -178,6 +178,16 @@ class Bus:
                 found.setdefault(value["order_id"], value)
         return found
 
+    async def adjust(self, *adjustments: r.AdjustStock, within: float = 30) -> None:
+        """Send stock adjustments and wait until the saga's agent applied them: orders for
+        the store travel on another topic (``order-commands``), so one sent right after could
+        otherwise be decided first, against an empty shelf."""
+        await self.send(*adjustments)
+        applied = {r.derived_id(a.event_id, "line/0") for a in adjustments}
+        await self.wait(
+            t.STOCK_EVENTS, lambda vs: applied <= {v.get("event_id") for v in vs}, within
+        )
+
     async def ledger(self, store_id: str, menu_id: str, within: float = 30) -> dict[str, Any]:
         """The item's ledger as the stock agent holds it now (read back through a 0 adjust)."""
         probe = r.AdjustStock(store_id=store_id, menu_id=menu_id, delta=0, reason="probe")

@@ -24,8 +24,7 @@ async def test_agents_lists_every_agent_with_its_topics() -> None:
         if line.startswith("| @")
     }
     assert rows == {
-        "@orchestrator": f"{prefix}order-commands, {prefix}saga-replies",
-        "@stock": f"{prefix}stock-commands",
+        "@orchestrator": f"{prefix}order-commands, {prefix}saga-replies, {prefix}stock-commands",
         "@payment": f"{prefix}payment-commands",
         "@points": f"{prefix}points-commands",
         "@order-projection": f"{prefix}order-events",

@@ -51,7 +51,7 @@ def ids(kind: str) -> str:
 
 async def stocked(bus: Bus, quantity: int) -> tuple[str, str]:
     store, menu = ids("store"), ids("menu")
-    await bus.send(r.AdjustStock(store_id=store, menu_id=menu, delta=quantity, reason="delivery"))
+    await bus.adjust(r.AdjustStock(store_id=store, menu_id=menu, delta=quantity, reason="delivery"))
     return store, menu
 
 
@@ -79,7 +79,7 @@ async def test_order_runs_from_placed_to_completed(bus: Bus) -> None:
 
 async def test_rejects_the_whole_order_when_one_line_is_out_of_stock(bus: Bus) -> None:
     store, menu = await stocked(bus, 5)
-    await bus.send(r.AdjustStock(store_id=store, menu_id="scarce", delta=1))
+    await bus.adjust(r.AdjustStock(store_id=store, menu_id="scarce", delta=1))
     placed = order(store, [(menu, 2, 5_000), ("scarce", 2, 3_000)])
     await bus.send(placed)
 
@@ -127,7 +127,9 @@ async def test_customer_may_cancel_before_the_store_accepts(bus: Bus) -> None:
     await bus.send(placed)
     await bus.wait_for(placed.order_id, "OrderPaid")
 
-    await bus.send(r.CancelOrder(order_id=placed.order_id, by=r.Actor.CUSTOMER))
+    await bus.send(
+        r.CancelOrder(order_id=placed.order_id, store_id=placed.store_id, by=r.Actor.CUSTOMER)
+    )
     cancelled = await bus.wait_for(placed.order_id, "OrderCancelled")
     assert cancelled["by"] == "CUSTOMER"
     assert cancelled["refunded"] is True
@@ -145,8 +147,14 @@ async def test_after_acceptance_only_the_store_can_cancel_and_the_customer_is_re
     await bus.send(r.AcceptOrder(order_id=placed.order_id, store_id=store))
     await bus.wait_for(placed.order_id, "OrderAccepted")
 
-    await bus.send(r.CancelOrder(order_id=placed.order_id, by=r.Actor.CUSTOMER))
-    await bus.send(r.CancelOrder(order_id=placed.order_id, by=r.Actor.STORE, reason="no rice"))
+    await bus.send(
+        r.CancelOrder(order_id=placed.order_id, store_id=placed.store_id, by=r.Actor.CUSTOMER)
+    )
+    await bus.send(
+        r.CancelOrder(
+            order_id=placed.order_id, store_id=placed.store_id, by=r.Actor.STORE, reason="no rice"
+        )
+    )
     cancelled = await bus.wait_for(placed.order_id, "OrderCancelled")
     assert cancelled["by"] == "STORE"
     assert (cancelled["reason"], cancelled["refunded"]) == ("no rice", True)
@@ -168,7 +176,9 @@ async def test_points_are_held_spent_and_returned_per_order(bus: Bus) -> None:
     rejected = await bus.wait_for(second.order_id, "OrderRejected")
     assert rejected["reason"] == "insufficient_points"
 
-    await bus.send(r.CancelOrder(order_id=first.order_id, by=r.Actor.ADMIN))
+    await bus.send(
+        r.CancelOrder(order_id=first.order_id, store_id=first.store_id, by=r.Actor.ADMIN)
+    )
     await bus.wait_for(first.order_id, "OrderCancelled")
     third = order(store, [(menu, 1, 20_000)], customer=customer, points=1_000)
     await bus.send(third)

@@ -21,7 +21,7 @@ async def test_a_reservation_nobody_commits_is_released_when_its_ttl_passes(
     await bus.start()
     worker.start()
     try:
-        await bus.send(r.AdjustStock(store_id="store-ttl", menu_id="menu-ttl", delta=5))
+        await bus.adjust(r.AdjustStock(store_id="store-ttl", menu_id="menu-ttl", delta=5))
         lines = (r.StockLine(menu_id="menu-ttl", quantity=2),)
         await bus.send(r.ReserveStock(order_id="o-ttl", store_id="store-ttl", lines=lines))
 

@@ -176,6 +176,7 @@ class World:
         return r.Timeout(
             event_id=r.derived_id(order_id, f"timeout/{state.step}/{state.deadline}"),
             order_id=order_id,
+            store_id=state.order.store_id,
             step=state.step.value,
             deadline=state.deadline,
         )

@@ -95,7 +95,9 @@ class SagaMachine(RuleBasedStateMachine):
         order_id = self.placed(n)
         before = self.world.sagas[order_id]
         self.world.decide(
-            r.CancelOrder(event_id=self.world.next_id("cancel"), order_id=order_id, by=by)
+            r.CancelOrder(
+                event_id=self.world.next_id("cancel"), order_id=order_id, store_id=STORE, by=by
+            )
         )
         accepted = before.step is Step.COMPLETION and by is r.Actor.CUSTOMER
         if accepted or before.step in (Step.COMPENSATING, Step.DONE):
@@ -221,6 +223,7 @@ class SagaMachine(RuleBasedStateMachine):
         stale = r.Timeout(
             event_id=self.world.next_id("stale"),
             order_id=order_id,
+            store_id=STORE,
             step=armed_step,
             deadline=deadline,
         )

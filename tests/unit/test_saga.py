@@ -91,11 +91,16 @@ def kinds(records: Iterable[r.Record]) -> list[str]:
 
 def timeout_of(state: SagaState) -> r.Timeout:
     assert state.deadline is not None
-    return r.Timeout(order_id=state.order.order_id, step=state.step.value, deadline=state.deadline)
+    return r.Timeout(
+        order_id=state.order.order_id,
+        store_id=state.order.store_id,
+        step=state.step.value,
+        deadline=state.deadline,
+    )
 
 
 def cancel(by: r.Actor = r.Actor.CUSTOMER, reason: str = "") -> r.CancelOrder:
-    return r.CancelOrder(order_id="order-1", by=by, reason=reason)
+    return r.CancelOrder(order_id="order-1", store_id=STORE, by=by, reason=reason)
 
 
 UNDONE_ACKS: dict[str, type[r.Reply]] = {

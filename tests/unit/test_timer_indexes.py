@@ -1,4 +1,5 @@
-"""The in-memory deadline indexes behind the saga and reservation timers."""
+"""The in-memory deadline indexes behind the saga and reservation timers (the saga's carry
+each order's store: its Timeout goes to the store's partition)."""
 
 from __future__ import annotations
 
@@ -28,10 +29,12 @@ def test_deadlines_hand_out_only_the_latest_deadline_of_each_saga_once() -> None
     deadlines.track("o3", saga(Step.STOCK, 12.0))
     deadlines.track("o3", saga(Step.DONE, None))  # ended: only its retention is left
 
-    assert deadlines.pop_passed(16.0) == [("o2", Step.STOCK, 15.0)]
-    assert deadlines.pop_passed(25.0) == [("o1", Step.PAYMENT, 20.0)]
+    assert deadlines.pop_passed(16.0) == [("o2", (Step.STOCK, "s1"), 15.0)]
+    assert deadlines.pop_passed(25.0) == [("o1", (Step.PAYMENT, "s1"), 20.0)]
     assert deadlines.pop_passed(99.0) == []
-    assert deadlines.pop_passed(100.0) == [("o3", "done", 100.0)]  # updated_at 0 + retention
+    assert deadlines.pop_passed(100.0) == [
+        ("o3", ("done", "s1"), 100.0)
+    ]  # updated_at 0 + retention
 
 
 def test_deadlines_rebuild_replaces_what_was_tracked() -> None:
@@ -39,7 +42,7 @@ def test_deadlines_rebuild_replaces_what_was_tracked() -> None:
     deadlines.track("gone", saga(Step.STOCK, 1.0))
     deadlines.rebuild([("o1", saga(Step.STORE, 5.0)), ("o2", saga(Step.DONE, None))])
     assert not deadlines.stale
-    assert deadlines.pop_passed(10.0) == [("o1", Step.STORE, 5.0)]
+    assert deadlines.pop_passed(10.0) == [("o1", (Step.STORE, "s1"), 5.0)]
 
 
 def held(status: ReservationStatus, expires_at: float) -> Reservation:
