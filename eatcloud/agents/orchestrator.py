@@ -122,13 +122,12 @@ async def handle(saga: Orchestrator, ctx: Context, message: Any) -> None:
         if reply is not None:
             ctx.send(reply)
         return
-    pending, sent, events, steps = [message], [], [], 0
+    pending, commanded, events, steps = [message], [], [], 0
     while pending:
         commands, produced = _saga_step(saga, ctx, pending.pop(0))
         steps += 1
-        remote = [c for c in commands if not isinstance(c, stock.COMMAND_TYPES)]
-        ctx.send(*remote, *produced)
-        sent.extend(remote)
+        ctx.send(*(c for c in commands if not isinstance(c, stock.COMMAND_TYPES)), *produced)
+        commanded.extend(commands)
         events.extend(produced)
         for command in commands:
             if isinstance(command, stock.COMMAND_TYPES):
@@ -139,15 +138,16 @@ async def handle(saga: Orchestrator, ctx: Context, message: Any) -> None:
         # The saga remembers its last input and outputs, to send them again when that input
         # is delivered again after a crash. After local steps the last input ``decide`` saw
         # is a stock answer that never travels: remember the message that came in, with
-        # everything the chain sent.
+        # every command of the chain. Its stock commands are applied again on a replay (they
+        # are idempotent), since a crash may have kept the saga's write and lost the stock's.
         state = ctx.get(saga.sagas, message.order_id)
-        if state is not None:
-            last = {"last_input": message.event_id, "last_commands": tuple(sent)}
-            ctx.put(
-                saga.sagas,
-                message.order_id,
-                state.model_copy(update=last | {"last_events": tuple(events)}),
-            )
+        remembered = {
+            "last_input": message.event_id,
+            "last_commands": tuple(commanded),
+            "last_events": tuple(events),
+        }
+        if state is not None and any(getattr(state, k) != v for k, v in remembered.items()):
+            ctx.put(saga.sagas, message.order_id, state.model_copy(update=remembered))
 
 
 def _saga_step(saga: Orchestrator, ctx: Context, message: Any) -> tuple[list[Any], list[Any]]:

@@ -80,10 +80,13 @@ class Sink:
         self.producer: Any = None
         self._starting = asyncio.Lock()
 
-    def changelog(self, table: Any, key: str, value: bytes | None, partition: int) -> None:
-        """Queue a table's changelog record; Faust flushes it before committing offsets, and
-        records the changelog offset its store holds once the broker has it."""
-        table.send_changelog(partition, key, value)
+    def changelog(
+        self, table: Any, key: str, value: bytes | None, partition: int
+    ) -> Awaitable[Any]:
+        """Queue a table's changelog record (Faust records the changelog offset its store
+        holds once the broker has it); the returned future resolves on the broker's ack."""
+        ack: Awaitable[Any] = table.send_changelog(partition, key, value)
+        return ack
 
     async def produce(
         self, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
@@ -193,7 +196,9 @@ class Unit:
         rt = self.runtime
         pending: list[Awaitable[Any]] = []
         for (name, full_key), (table, value, partition) in self.writes.items():
-            rt.tables[name].write(full_key, table.encode(value), partition)
+            written = rt.tables[name].write(full_key, table.encode(value), partition)
+            if written is not None:  # a failed changelog write must fail the unit too
+                pending.append(written)
             rt.remember(table, full_key, value)
         prefix = rt.prefix
         for (topic, partition), items in self.internal.items():
@@ -321,6 +326,8 @@ class Runtime:
                 context.request_id.set(source.headers.get("x-request-id")),
                 context.order_id.set(getattr(message, "order_id", None)),
             )
+            # The message's own trace, for its log lines (none is minted when it has none).
+            trace = context.start_trace(source.headers) if "traceparent" in source.headers else None
             try:
                 await handler.handle(ctx, message)
                 unit.merge(ctx)
@@ -335,6 +342,7 @@ class Runtime:
                 unit.dead.append((source, source.value, error))
                 continue
             finally:
+                context.end_trace(trace)
                 context.request_id.reset(ids[0])
                 context.order_id.reset(ids[1])
 
@@ -377,16 +385,23 @@ class Runtime:
         await unit.flush()
 
     def backlog_time(self, topic: str, partition: int) -> float:
-        """How far this worker has read a partition, as a time: now when it has read all that
-        was fetched, else the timestamp of the last record it processed (0 if none yet)."""
-        seen = self.position.get((topic, partition))
-        if seen is None:
-            return 0.0
-        offset, timestamp = seen
+        """How far this worker has read a partition, as a time: now when nothing is left to
+        read, else the timestamp of the last record it processed (0 if none yet while records
+        wait: right after a rebalance, from the committed offset on)."""
+        tp = TP(self.prefix + topic, partition)
+        consumer: Any = self.app.consumer  # highwater: public; committed offset: see below
         try:
-            highwater = self.app.consumer.highwater(TP(self.prefix + topic, partition))
+            highwater = consumer.highwater(tp)
         except Exception:  # no consumer yet (tests) or partition not assigned
             return time.time()
+        seen = self.position.get((topic, partition))
+        if seen is None:
+            # Nothing processed since this worker got the partition: it is caught up when its
+            # committed offset (the next record to read) has reached the end. Faust keeps it
+            # in ``_committed_offset`` (faust_patches' rewind reads it too, for 0.15.3).
+            committed = consumer._committed_offset.get(tp) or 0
+            return time.time() if highwater is None or committed >= highwater else 0.0
+        offset, timestamp = seen
         if highwater is None or offset + 1 >= highwater:
             return time.time()
         return timestamp / 1000 if timestamp > 1e11 else timestamp

@@ -5,13 +5,14 @@ Faust's own path costs about 120 µs per write here (a ``FutureMessage``, the ch
 only in the partition of the "current event", which is meaningless for a unit made of records
 from several partitions. The adapter writes each key once per unit: the value into the store
 of the partition it belongs to, and the same bytes to that changelog partition through
-Faust's own changelog send (which keeps the persisted offset and is flushed before offsets
-are committed). The key and value encodings are Faust's own (JSON key,
+Faust's own changelog send (which keeps the persisted offset; the unit waits for its
+acknowledgement with its other outputs). The key and value encodings are Faust's own (JSON key,
 raw bytes), so Faust's recovery, standby replicas and ``faust tables`` read them as before.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 
@@ -19,7 +20,6 @@ class TableIO:
     def __init__(self, runtime: Any, table: Any) -> None:
         self.runtime = runtime
         self.table = table
-        self.changelog = table.changelog_topic.get_topic_name()
 
     def key(self, key: str) -> bytes:
         encoded: bytes = self.table.data._encode_key(key)
@@ -33,8 +33,9 @@ class TableIO:
         found: bytes | None = store.data.get(key)  # memory:// keeps keys and values as they are
         return found
 
-    def write(self, key: str, value: bytes | None, partition: int) -> None:
-        """Set (None: delete) the key in the store and queue its changelog record."""
+    def write(self, key: str, value: bytes | None, partition: int) -> Awaitable[Any] | None:
+        """Set (None: delete) the key in the store and queue its changelog record; the
+        record's acknowledgement (None where a test sink records it)."""
         store = self.table.data
         if hasattr(store, "_db_for_partition"):
             encoded = self.key(key)
@@ -49,4 +50,5 @@ class TableIO:
             store.data.pop(key, None)
         else:
             store.data[key] = value
-        self.runtime.sink.changelog(self.table, key, value, partition)
+        ack: Awaitable[Any] | None = self.runtime.sink.changelog(self.table, key, value, partition)
+        return ack

@@ -314,3 +314,25 @@ async def test_outputs_carry_their_event_id_and_the_trace_headers_of_their_cause
             "traceparent": b"00-abc-def-01",
             "x-request-id": b"req-1",
         }
+
+
+async def test_a_replay_after_a_crash_that_kept_the_saga_but_lost_the_stock_reserves_again(
+    harness: Harness, orchestrator: Any
+) -> None:
+    """The saga's and the ledger's changelog writes are separate records: a kill -9 between
+    them keeps one. The restarted worker rebuilds both tables and the order comes again; the
+    saga replays its last input, stock step included, so the ledger catches up."""
+    await shelve(harness, orchestrator, m1=5, m2=5)
+    store = harness.app.tables["stock"].data.data  # memory:// keeps raw keys and values
+    shelved = dict(store)
+    await harness.deliver(orchestrator, ORDER)
+    saga = harness.saga("o1")
+    store.clear()
+    store.update(shelved)  # the crash lost the unit's stock writes, not the saga's
+    harness.wiring.runtime._cache.clear()  # a restarted worker decodes afresh
+
+    await harness.deliver(orchestrator, ORDER)
+
+    assert levels(harness) == {"m1": (5, 2, 0), "m2": (5, 1, 0)}
+    assert harness.saga("o1") == saga
+    assert {s.type for s in harness.outbox.take()} >= {"OrderPlaced", "AuthorizePayment"}

@@ -4,12 +4,14 @@ out. The saga's own reserve/commit/release never leave its unit: see test_orches
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from eatcloud.domain.stock import ReservationStatus
+from eatcloud.observability import context
 from eatcloud.streams import records as r
 from eatcloud.streams import topics as t
 from tests.agents.harness import Harness
@@ -251,3 +253,28 @@ async def test_expires_reservations_past_their_ttl_and_then_refuses_to_commit_th
     await harness.deliver(stock, commit)
     reply = reply_to(commit, harness)
     assert (reply.type, reply.record.reason) == ("StockCommitRejected", "reservation_expired")
+
+
+async def test_a_handlers_log_lines_carry_the_trace_of_its_message(
+    harness: Harness, stock: Any
+) -> None:
+    adjust = r.AdjustStock(store_id="s1", menu_id="m1", delta=1)
+    await harness.deliver(stock, adjust)
+    seen: list[tuple[str, str | None]] = []
+
+    class Grab(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append((record.getMessage(), context.trace_id()))
+
+    logger, grab = logging.getLogger("eatcloud.agents.stock"), Grab()
+    level = logger.level
+    logger.addHandler(grab)
+    logger.setLevel(logging.INFO)
+    try:
+        trace = f"00-{'ab' * 16}-{'cd' * 8}-01"
+        await harness.deliver(stock, adjust, headers=[("traceparent", trace.encode())])
+    finally:
+        logger.removeHandler(grab)
+        logger.setLevel(level)
+
+    assert [t for m, t in seen if "already applied" in m] == ["ab" * 16]
