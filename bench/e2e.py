@@ -37,9 +37,10 @@ from typing import Any
 import httpx
 import orjson
 import redis.asyncio as aioredis
-from aiokafka.admin import AIOKafkaAdminClient
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # PYTHONPATH (a worktree) goes first
+
+import _common as common
 
 import eatcloud
 from eatcloud.api.security import Authenticator, Role, hash_password
@@ -299,17 +300,6 @@ async def setup(bench: Bench, db: Settings, redis: Any, sessions: list[str]) -> 
     raise RuntimeError(f"the stock of {want} menus never reached stock_view")
 
 
-async def delete_topics(bootstrap: str, prefix: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        mine = [t for t in await admin.list_topics() if t.startswith(prefix.rstrip("-"))]
-        if mine:
-            await admin.delete_topics(mine)
-    finally:
-        await admin.close()
-
-
 async def measure(bench: Bench, poller: asyncio.Task[None], started: float) -> dict[str, Any]:
     args = bench.args
     warm = Step(rate=5, seconds=2)
@@ -408,7 +398,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     await redis.delete(*sessions)
                 await redis.aclose()
                 await pool.close()
-                await delete_topics(bootstrap, prefix)
+                await common.drop_topics(bootstrap, prefix)
 
 
 async def main() -> None:

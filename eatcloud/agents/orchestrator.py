@@ -39,7 +39,6 @@ from eatcloud.agents.stock import Stock
 from eatcloud.domain.saga import SagaPolicy, SagaState, Step, decide
 from eatcloud.observability.metrics import metrics
 from eatcloud.runtime.adapter import Context, Handler, Runtime
-from eatcloud.runtime.wire import partition_for
 from eatcloud.streams import records as r
 from eatcloud.streams import topics as t
 from eatcloud.streams.codec import Decoder
@@ -185,7 +184,7 @@ def timeouts(saga: Orchestrator, runtime: Runtime, now: float) -> list[r.Timeout
     """The Timeouts due now; deadlines whose partition is behind them wait for it."""
     due, later = [], []
     for order_id, (step, store_id), deadline in saga.deadlines.pop_passed(now):
-        partition = partition_for(store_id.encode(), runtime.partitions)
+        partition = t.partition_for(store_id.encode(), runtime.partitions)
         read_up_to = min(runtime.backlog_time(topic, partition) for topic in _INPUTS)
         if step != FORGET and read_up_to < deadline:
             later.append((order_id, (step, store_id), deadline))  # its reply may be queued

@@ -116,23 +116,22 @@ class OutboxRelay:
     async def _send(self, rows: list[Any]) -> list[Any]:
         """Send the rows in id order: the saga's inputs as one batch envelope per partition
         (``runtime.wire``, in row order within each), anything else one record per row."""
-        batches: dict[tuple[str, int], list[tuple[bytes, dict[str, str]]]] = {}
+        envelopes = wire.Envelopes()
         acks = []
         for row in rows:
             topic, key = self.topic_prefix + row["topic"], row["key"].encode()
             headers = {k: str(v) for k, v in row["headers"].items()}
             if row["topic"] in INTERNAL:
-                where = (topic, wire.partition_for(key, await self._partitions(topic)))
                 carried = {k: v for k, v in headers.items() if k in CARRIED}
-                batches.setdefault(where, []).append((bytes(row["payload"]), carried))
+                count = await self._partitions(topic)
+                envelopes.add(topic, key, count, bytes(row["payload"]), carried)
                 continue
             encoded = [(k, v.encode()) for k, v in headers.items()]
             acks.append(
                 await self.producer.send(topic, bytes(row["payload"]), key=key, headers=encoded)
             )
-        for (topic, partition), items in batches.items():
-            for envelope in wire.chunks(items):
-                acks.append(await self.producer.send(topic, envelope, partition=partition))
+        for topic, partition, first, envelope in envelopes.records():
+            acks.append(await self.producer.send(topic, envelope, key=first, partition=partition))
         return acks
 
     async def _partitions(self, topic: str) -> int:

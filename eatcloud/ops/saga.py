@@ -19,7 +19,8 @@ from eatcloud.domain.saga import SagaState
 from eatcloud.postgres import create_pool
 from eatcloud.postgres import read_models as rm
 from eatcloud.settings import Settings
-from eatcloud.streams.reading import partition_of, read_to_end
+from eatcloud.streams.reading import read_to_end
+from eatcloud.streams.topics import partition_for
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ async def saga_state(
     topic = changelog_topic(settings, "sagas")
     key = orjson.dumps(order_id)  # Faust writes table keys JSON-encoded: b'"<id>"'
     count = settings.kafka.topic_partitions
-    partitions = [partition_of(store_id, count)] if store_id else list(range(count))
+    partitions = [partition_for(store_id.encode(), count)] if store_id else list(range(count))
     last: bytes | None = None
     async for batch in read_to_end(settings, topic, partitions):
         for message in batch:

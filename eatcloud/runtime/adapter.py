@@ -151,10 +151,7 @@ class Unit:
     runtime: Runtime
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
     writes: dict[tuple[str, str], tuple[RecordTable[Any], Any, int]] = field(default_factory=dict)
-    internal: dict[tuple[str, int], list[tuple[bytes, dict[str, str]]]] = field(
-        default_factory=dict
-    )
-    keys: dict[tuple[str, int], bytes] = field(default_factory=dict)
+    internal: wire.Envelopes = field(default_factory=wire.Envelopes)
     public: list[tuple[str, bytes, bytes, Headers]] = field(default_factory=list)
     dead: list[tuple[Source, bytes | None, PoisonMessage]] = field(default_factory=list)
 
@@ -183,9 +180,7 @@ class Unit:
         value = encode(record)
         key_bytes = key.encode()
         if topic in INTERNAL:
-            where = (topic, wire.partition_for(key_bytes, self.runtime.partitions))
-            self.internal.setdefault(where, []).append((value, carried))
-            self.keys.setdefault(where, key_bytes)
+            self.internal.add(topic, key_bytes, self.runtime.partitions, value, carried)
         else:
             headers = [("event_id", record.event_id.encode())]
             headers += [(k, v.encode()) for k, v in carried.items()]
@@ -201,13 +196,8 @@ class Unit:
                 pending.append(written)
             rt.remember(table, full_key, value)
         prefix = rt.prefix
-        for (topic, partition), items in self.internal.items():
-            for envelope in wire.chunks(items):
-                # Keyed by its first item (so the same partition as each of its items), not
-                # sent to an explicit partition: see docs/saga.md on topics created late.
-                first = self.keys[(topic, partition)]
-                ack = await rt.sink.produce(prefix + topic, first, envelope, None, None)
-                pending.append(ack)
+        for topic, partition, first, envelope in self.internal.records():
+            pending.append(await rt.sink.produce(prefix + topic, first, envelope, partition, None))
         for topic, key_bytes, value, headers in self.public:
             pending.append(await rt.sink.produce(prefix + topic, key_bytes, value, None, headers))
         for source, value, error in self.dead:
@@ -233,6 +223,8 @@ class Runtime:
         self.tables: dict[str, TableIO] = {}
         self._cache: dict[tuple[str, str], Any] = {}
         self.cache_limit = 200_000
+        # At most this many messages per unit: an owner's ``last`` of 1,000 records is ~200 KB.
+        self.unit_messages = 1_000
         # The offset and timestamp of the last record each input partition processed.
         self.position: dict[tuple[str, int], tuple[int, float]] = {}
         app.on_partitions_revoked.connect(self._forget)
@@ -305,11 +297,19 @@ class Runtime:
         )
 
     async def run(self, handler: Handler[M], events: Iterable[Any]) -> None:
-        """One unit: every message of ``events``, then its writes and sends, acknowledged."""
+        """Every message of ``events``, then its writes and sends, acknowledged: one unit per
+        ``unit_messages`` messages. A stock or points owner carries every record its unit
+        changed (``tables._Entry.last``), so a unit must stay well under Kafka's 1 MB record
+        limit however many messages a batch of envelopes holds."""
         unit = Unit(self)
         work: list[tuple[Source, M]] = []
         for event in events:
             work.extend(self._messages(handler, event, unit))
+        for start in range(0, max(len(work), 1), self.unit_messages):
+            await self._unit(handler, unit, work[start : start + self.unit_messages])
+            unit = Unit(self)
+
+    async def _unit(self, handler: Handler[M], unit: Unit, work: list[tuple[Source, M]]) -> None:
         if handler.concurrent:
             lanes: dict[str, list[tuple[Source, M]]] = {}
             for source, message in work:

@@ -12,8 +12,10 @@ batch of one: producers that send one record at a time (tests, operators' tools,
 keep working. The public topics (``order-events``, ``stock-events``) never carry batches.
 
 A batch goes to an explicit partition: the one Kafka's default partitioner (murmur2 of the
-key) gives each of its items' keys, so a batch and a plain record for the same key meet in
-the same partition, and so in the same table partition.
+key, ``topics.partition_for``) gives each of its items' keys, so a batch and a plain record for
+the same key meet in the same partition, and so in the same table partition. ``Envelopes``
+does the grouping for every producer of batches: the runtime's units, the outbox relay and
+the benchmarks.
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import orjson
-from aiokafka.partitioner import murmur2
 
 from eatcloud.streams import records as r
 from eatcloud.streams import topics as t
 from eatcloud.streams.codec import encode
+from eatcloud.streams.topics import partition_for
 
 _MARK = b'{"type":"Batch"'
 Headers = dict[str, str]
@@ -38,12 +40,6 @@ class Item:
 
     value: bytes
     headers: Headers
-
-
-def partition_for(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner (and Faust's) picks for ``key``."""
-    hashed: int = murmur2(key)
-    return (hashed & 0x7FFFFFFF) % partitions
 
 
 def is_batch(value: bytes | None) -> bool:
@@ -81,21 +77,40 @@ def unpack(value: bytes) -> list[Item]:
         raise ValueError(f"not a batch envelope: {exc}") from exc
 
 
+class Envelopes:
+    """Encoded records grouped by destination (topic, partition), in the order they came."""
+
+    __slots__ = ("groups",)
+
+    def __init__(self) -> None:
+        # (topic, partition) -> (the key of its first record, [(value, headers)])
+        self.groups: dict[tuple[str, int], tuple[bytes, list[tuple[bytes, Headers]]]] = {}
+
+    def add(self, topic: str, key: bytes, partitions: int, value: bytes, headers: Headers) -> None:
+        where = (topic, partition_for(key, partitions))
+        group = self.groups.get(where)
+        if group is None:
+            self.groups[where] = (key, [(value, headers)])
+        else:
+            group[1].append((value, headers))
+
+    def records(self) -> list[tuple[str, int, bytes, bytes]]:
+        """``(topic, partition, key, envelope)`` to send, each envelope under Kafka's record
+        limit. The key (the first item's) is informative: send to the partition given."""
+        return [
+            (topic, partition, key, envelope)
+            for (topic, partition), (key, items) in self.groups.items()
+            for envelope in chunks(items)
+        ]
+
+
 def encode_batches(
     records: Sequence[r.Record], partitions: int, headers: Headers | None = None
 ) -> list[tuple[str, int, bytes, bytes]]:
-    """The records as envelopes, one per (topic, partition): ``(topic, partition, key, value)``.
-
-    Topics are unprefixed. The key of an envelope is its first item's key (informative only:
-    the partition is explicit). For the outbox relay and the benchmarks, which feed the saga
-    the way the agents feed each other.
-    """
-    groups: dict[tuple[str, int], list[tuple[bytes, Headers]]] = {}
-    keys: dict[tuple[str, int], bytes] = {}
+    """The records as ``Envelopes.records()`` (topics unprefixed): for the benchmarks, which
+    feed the saga the way the relay and the agents do."""
+    envelopes = Envelopes()
     for record in records:
         topic, key = t.route(record)
-        key_bytes = key.encode()
-        where = (topic, partition_for(key_bytes, partitions))
-        keys.setdefault(where, key_bytes)
-        groups.setdefault(where, []).append((encode(record), headers or {}))
-    return [(topic, p, keys[(topic, p)], pack(items)) for (topic, p), items in groups.items()]
+        envelopes.add(topic, key.encode(), partitions, encode(record), headers or {})
+    return envelopes.records()

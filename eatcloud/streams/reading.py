@@ -11,17 +11,10 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.partitioner import DefaultPartitioner
 
 from eatcloud.settings import Settings
 
 Progress = Callable[[str, int, int], None]  # (topic, done, total)
-
-
-def partition_of(key: str, partitions: int) -> int:
-    """The partition our producers (aiokafka's default partitioner, murmur2) give ``key``."""
-    every = list(range(partitions))
-    return int(DefaultPartitioner()(key.encode(), every, every))
 
 
 async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> set[int]:

@@ -22,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from aiokafka.partitioner import murmur2
+
 from eatcloud.streams import records as r
 
 ORDER_COMMANDS = "order-commands"
@@ -68,6 +70,12 @@ def route(record: r.Record) -> tuple[str, str]:
     if not key:
         raise ValueError(f"{kind.__name__} {record.event_id} has no {key_field}: no partition")
     return topic, key
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (aiokafka's, Faust's) gives ``key``."""
+    hashed: int = murmur2(key)
+    return (hashed & 0x7FFFFFFF) % partitions
 
 
 @dataclass(frozen=True)

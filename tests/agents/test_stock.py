@@ -12,8 +12,10 @@ import pytest
 
 from eatcloud.domain.stock import ReservationStatus
 from eatcloud.observability import context
+from eatcloud.runtime import wire
 from eatcloud.streams import records as r
 from eatcloud.streams import topics as t
+from eatcloud.streams.codec import encode
 from tests.agents.harness import Harness
 
 RESERVE = r.ReserveStock(
@@ -278,3 +280,19 @@ async def test_a_handlers_log_lines_carry_the_trace_of_its_message(
         logger.setLevel(level)
 
     assert [t for m, t in seen if "already applied" in m] == ["ab" * 16]
+
+
+async def test_a_batch_larger_than_a_unit_is_applied_in_several_units(
+    harness: Harness, stock: Any
+) -> None:
+    """An owner carries what its unit changed, so big batches are cut into units."""
+    harness.wiring.runtime.unit_messages = 2
+    adjustments = [r.AdjustStock(store_id="s1", menu_id=f"m{n}", delta=n + 1) for n in range(5)]
+    envelope = wire.pack((encode(a), {}) for a in adjustments)
+
+    await harness.deliver(stock, envelope, topic=t.STOCK_COMMANDS, key="s1")
+
+    items = harness.ledger("s1").items
+    assert {m: i.on_hand for m, i in items.items()} == {f"m{n}": n + 1 for n in range(5)}
+    ledger_writes = [w for w in harness.outbox.writes if w.key == "ledger/s1"]
+    assert len(ledger_writes) == 3  # units of 2, 2 and 1 messages: each writes the store once
