@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from eatcloud.agents import register
-from eatcloud.bootstrap import make_faust_app
+from eatcloud.bootstrap import build, make_faust_app
 from eatcloud.settings import get_settings
 
+# The projections' 4 connections and the outbox relay's 2 (its LISTEN connection and a round's).
+POOL_SIZE = 6
+
 settings = get_settings()
+services = build(settings, pool_size=POOL_SIZE)
 app = make_faust_app(settings)
-wiring = register(app, settings)
+wiring = register(app, services)

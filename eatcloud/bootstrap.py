@@ -1,22 +1,92 @@
 """The composition root: turns Settings into the running services (Faust app, clients, logging).
 
-Nothing connects at import time. Tests build their own apps and clients through the same
-functions with their own settings (unique app ids, topics and data folders).
+``build(settings)`` makes a process's ``Services`` (``eatcloud.resources``): the PostgreSQL
+pool, Redis, the Kafka producer, the Kinesis client, the payment gateway, the metrics and the
+clock. The API (``create_app``), the worker (``eatcloud.app``: ``agents.register``) and every
+operator command get their clients from one, and nothing else opens one. ``make_faust_app``
+makes the worker's Faust app next to it; Faust's own producer and consumers stay Faust's.
+
+Nothing connects at import or build time. Tests build their own apps and clients through the
+same functions with their own settings (unique app ids, topics and data folders).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-import faust
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from eatcloud.observability.logging import logging_config
-from eatcloud.runtime import faust_patches
+from eatcloud.observability.metrics import Metrics
+from eatcloud.observability.metrics import metrics as process_metrics
+from eatcloud.payments.gateway import PaymentGateway, make_gateway
+from eatcloud.resources import Clock, Kinesis, Pool, Producer, Redis, Services, SystemClock
 from eatcloud.settings import Settings
+
+if TYPE_CHECKING:
+    import faust
+
+__all__ = ["Services", "build", "make_faust_app"]
+
+
+def build(
+    settings: Settings,
+    *,
+    pool_size: int = 10,
+    gateway: PaymentGateway | None = None,
+    clock: Clock | None = None,
+    metrics: Metrics | None = None,
+) -> Services:
+    """The process's clients, none opened yet; ``pool_size`` is the PostgreSQL pool's maximum."""
+    return Services(
+        settings=settings,
+        gateway=gateway or make_gateway(settings.payment),
+        metrics=metrics or process_metrics(),
+        clock=clock or SystemClock(),
+        open_pool=partial(_postgres, settings, pool_size),
+        open_redis=partial(_redis, settings),
+        open_producer=partial(_producer, settings),
+        open_kinesis=partial(_kinesis, settings),
+    )
+
+
+async def _postgres(settings: Settings, size: int) -> Pool:
+    from eatcloud.postgres import create_pool
+
+    pool: Pool = await create_pool(settings.postgres, max_size=size)
+    return pool
+
+
+def _redis(settings: Settings) -> Redis:
+    import redis.asyncio as aioredis
+
+    return aioredis.Redis.from_url(settings.redis.url())
+
+
+def _producer(settings: Settings) -> Producer:
+    """Idempotent, every send acknowledged by all in-sync replicas."""
+    from aiokafka import AIOKafkaProducer
+
+    producer: Producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=settings.kafka.producer_linger_ms,
+    )
+    return producer
+
+
+def _kinesis(settings: Settings) -> Kinesis:
+    from eatcloud.kinesis.streams import kinesis_client
+
+    return kinesis_client(settings)
 
 
 def make_faust_app(settings: Settings, **overrides: Any) -> faust.App:
     """The Faust app with our broker, store and timeout policy; ``overrides`` win."""
+    import faust
+
+    from eatcloud.runtime import faust_patches
+
     kafka, worker = settings.kafka, settings.worker
     options: dict[str, Any] = {
         "broker": f"kafka://{kafka.bootstrap_servers}",

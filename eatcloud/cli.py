@@ -9,11 +9,11 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 from rich.console import Console
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from eatcloud.kinesis.reader import StreamReader
     from eatcloud.ops.demo import DemoRun
+    from eatcloud.resources import Services
 from eatcloud.settings import Settings, get_settings
 
 console = Console(highlight=False)
@@ -168,7 +169,7 @@ def projections_rebuild(yes: bool) -> None:
     if not yes:
         click.confirm(f"Empty {', '.join(TABLES)} and replay every event?", abort=True)
     with _progress_bar() as progress:
-        result = asyncio.run(rebuild(settings, progress))
+        result = asyncio.run(_served(settings, lambda s: rebuild(s, progress), pool_size=2))
     for topic, count in result.events.items():
         say(f"{topic}: {count} events replayed")
     if result.skipped:
@@ -188,7 +189,7 @@ def saga_show(order_id: str) -> None:
     from eatcloud.ops.saga import report
     from eatcloud.ops.views import saga_tables
 
-    found = _run_ops(report(get_settings(), order_id))
+    found = _run_ops(lambda s: report(s, order_id))
     if found.state is None and not found.timeline:
         raise click.ClickException(f"no saga and no timeline for order {order_id}")
     if found.state is None:
@@ -214,7 +215,7 @@ def dlq_list(topic: str | None) -> None:
     from eatcloud.ops.dlq import parked
     from eatcloud.ops.views import dlq_table
 
-    console.print(dlq_table(_run_ops(parked(get_settings(), topic))))
+    console.print(dlq_table(_run_ops(lambda s: parked(s.settings, topic))))
 
 
 @dlq.command("replay")
@@ -224,15 +225,14 @@ def dlq_replay(topic: str | None, yes: bool) -> None:
     """Send the parked messages not replayed yet back to the topics they came from."""
     from eatcloud.ops.dlq import parked, replay
 
-    settings = get_settings()
-    waiting = [p for p in _run_ops(parked(settings, topic)) if not p.replayed]
+    waiting = [p for p in _run_ops(lambda s: parked(s.settings, topic)) if not p.replayed]
     if not waiting:
         say("nothing to replay")
         return
     if not yes:
         click.confirm(f"Send {len(waiting)} parked message(s) back to their topics?", abort=True)
     with _progress_bar() as progress:
-        sent = _run_ops(replay(settings, topic, progress))
+        sent = _run_ops(lambda s: replay(s, topic, progress))
     for topic_name, count in sorted(Counter(p.topic for p in sent).items()):
         say(f"{topic_name}: {count} message(s) replayed")
 
@@ -256,7 +256,7 @@ def stock_adjust(
 
     if delta == 0 and unlimited is None:
         raise click.UsageError("give --delta N, --unlimited or --limited")
-    command = _run_ops(adjust(get_settings(), store_id, menu_id, delta, unlimited, reason))
+    command = _run_ops(lambda s: adjust(s, store_id, menu_id, delta, unlimited, reason))
     say(
         f"queued AdjustStock {command.event_id} ({delta:+d}"
         f"{'' if unlimited is None else ', unlimited' if unlimited else ', limited'}); "
@@ -283,11 +283,11 @@ def demo(api_url: str | None, orders: int, customers: int) -> None:
     settings = get_settings()
     url = api_url or f"http://{settings.api.host}:{settings.api.port}"
 
-    async def scenario(live: Live) -> DemoRun:
+    async def scenario(live: Live, services: Services) -> DemoRun:
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
             return await run_demo(
                 client,
-                settings,
+                services,
                 orders=orders,
                 customers=customers,
                 say=lambda line: live.console.print(line),
@@ -295,15 +295,26 @@ def demo(api_url: str | None, orders: int, customers: int) -> None:
             )
 
     with Live(console=console, refresh_per_second=4) as live:
-        run = _run_ops(scenario(live), api=url)
+        run = _run_ops(lambda s: scenario(live, s), api=url)
     counts = run.counts()
     say("")
     say(f"done in {run.elapsed:.1f} s: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     say(f"log in as {run.manager_email} (password {run.password}) to look around")
 
 
-def _run_ops(work: Coroutine[Any, Any, T], api: str | None = None) -> T:
-    """Run an operator command's coroutine; what it cannot reach becomes a one-line error."""
+async def _served(
+    settings: Settings, work: Callable[[Services], Awaitable[T]], pool_size: int = 1
+) -> T:
+    """``work`` on the clients of one ``build(settings)``, closed when it is done."""
+    from eatcloud.bootstrap import build
+
+    async with build(settings, pool_size=pool_size) as services:
+        return await work(services)
+
+
+def _run_ops(work: Callable[[Services], Awaitable[T]], api: str | None = None) -> T:
+    """Run an operator command on the services of the settings (a PostgreSQL pool of one
+    connection); what it cannot reach becomes a one-line error."""
     import asyncio
 
     import httpx
@@ -313,7 +324,7 @@ def _run_ops(work: Coroutine[Any, Any, T], api: str | None = None) -> T:
     from eatcloud.ops.demo import DemoError
 
     try:
-        return asyncio.run(work)
+        return asyncio.run(_served(get_settings(), work))
     except httpx.TransportError as exc:
         raise click.ClickException(f"cannot reach the API at {api} ({exc})") from exc
     except (KafkaError, InfrastructureError, OSError) as exc:
@@ -354,14 +365,16 @@ _FROM = click.option(
 
 
 def _stream_reader(start: str) -> StreamReader:
+    """A reader on the Kinesis client of ``build`` (the process ends with the command, and
+    with it the client: nothing else was opened)."""
+    from eatcloud.bootstrap import build
     from eatcloud.kinesis.reader import StreamReader
-    from eatcloud.kinesis.streams import kinesis_client
 
     settings = get_settings()
-    stream = settings.kinesis.stream_name
+    stream, client = settings.kinesis.stream_name, build(settings).kinesis()
     if start == "latest":
-        return StreamReader(kinesis_client(settings), stream, "LATEST")
-    return StreamReader(kinesis_client(settings), stream, "TRIM_HORIZON")
+        return StreamReader(client, stream, "LATEST")
+    return StreamReader(client, stream, "TRIM_HORIZON")
 
 
 @analytics.command("watch")
@@ -420,22 +433,20 @@ def users_create_admin(email: str, name: str, password: str) -> None:
     from eatcloud.errors import Conflict
 
     try:
-        user_id = asyncio.run(_create_admin(get_settings(), email, name, password))
+        user_id = asyncio.run(
+            _served(get_settings(), lambda s: _create_admin(s, email, name, password))
+        )
     except Conflict as exc:
         raise click.ClickException(f"an account already uses {email}") from exc
     say(f"admin {email} created: {user_id}")
 
 
-async def _create_admin(settings: Settings, email: str, name: str, password: str) -> str:
+async def _create_admin(services: Services, email: str, name: str, password: str) -> str:
     from eatcloud.api.security import hash_password
-    from eatcloud.postgres import create_pool
     from eatcloud.postgres.users import create_user
 
-    pool = await create_pool(settings.postgres, max_size=1)
-    try:
-        user = await create_user(pool, email, await hash_password(password), "ADMIN", name)
-    finally:
-        await pool.close()
+    pool = await services.pool()
+    user = await create_user(pool, email, await hash_password(password), "ADMIN", name)
     return user.id
 
 

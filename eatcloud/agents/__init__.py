@@ -32,7 +32,7 @@ from eatcloud.agents import (
 )
 from eatcloud.agents.wiring import Wiring
 from eatcloud.domain.saga import SagaPolicy
-from eatcloud.payments.gateway import PaymentGateway, make_gateway
+from eatcloud.resources import Services
 from eatcloud.runtime.adapter import Runtime
 from eatcloud.settings import Settings
 from eatcloud.streams import topics as t
@@ -58,8 +58,13 @@ def policy_from(settings: Settings) -> SagaPolicy:
     )
 
 
-def register(app: Any, settings: Settings, gateway: PaymentGateway | None = None) -> Wiring:
-    """Declare topics and tables on ``app`` and register every agent and timer."""
+def register(app: Any, services: Services) -> Wiring:
+    """Declare topics and tables on ``app`` and register every agent and timer.
+
+    The agents take their clients from ``services``, which the app closes when it stops
+    (after its agents and tasks).
+    """
+    settings = services.settings
     kafka, worker, saga = settings.kafka, settings.worker, settings.saga
     runtime = Runtime(
         app,
@@ -72,10 +77,9 @@ def register(app: Any, settings: Settings, gateway: PaymentGateway | None = None
     declared = tables.declare(runtime)
     wiring = Wiring(
         app=app,
-        settings=settings,
+        services=services,
         topics=topics,
         tables=declared,
-        gateway=gateway or make_gateway(settings.payment),
         policy=policy_from(settings),
         runtime=runtime,
     )
@@ -85,22 +89,27 @@ def register(app: Any, settings: Settings, gateway: PaymentGateway | None = None
         declared.sagas, wiring.policy, orchestrator.Deadlines(saga.retention_seconds), shop
     )
     runtime.register(orchestrator.handler(sagas), topics)
-    runtime.register(payment.handler(payment.Payments(declared.payments, wiring.gateway)), topics)
+    runtime.register(payment.handler(payment.Payments(declared.payments, services.gateway)), topics)
     runtime.register(points.handler(points.Points(declared.points)), topics)
     orchestrator.start_timer(app, runtime, sagas, every)
     stock.start_timer(app, runtime, shop, every)
     if worker.outbox_relay:
-        relay.register(app, settings)
+        relay.register(app, services)
     if worker.projections:
         projections.register(wiring)
     if worker.kinesis_forwarder:
         forwarder.register(wiring)
-    telemetry.register(app, settings)
+    telemetry.register(app, services)
 
     @app.task  # type: ignore[untyped-decorator]  # faust is untyped
     async def declare_topics() -> None:
         """Create every topic with our partition count, before anything is sent to one."""
         for topic in topics.values():
             await topic.maybe_declare()
+
+    @app.task  # type: ignore[untyped-decorator]  # faust is untyped
+    async def close_services_on_stop() -> None:
+        """The app's exit stack closes after its agents and tasks have stopped."""
+        await app.add_async_context(services)
 
     return wiring

@@ -19,7 +19,7 @@ import orjson
 
 from eatcloud.agents.wiring import CARRIED, Wiring, header_text
 from eatcloud.kinesis.forwarder import Entry, KinesisForwarder
-from eatcloud.kinesis.streams import ensure_stream, kinesis_client
+from eatcloud.kinesis.streams import ensure_stream
 from eatcloud.streams import topics as t
 
 log = logging.getLogger(__name__)
@@ -39,18 +39,18 @@ def entry(topic: str, event: Any) -> Entry:
 
 
 def register(wiring: Wiring) -> None:
-    app, settings = wiring.app, wiring.settings
+    app, services, settings = wiring.app, wiring.services, wiring.settings
     forwarders: list[KinesisForwarder] = []
     ready = asyncio.Lock()
 
     async def forwarder() -> KinesisForwarder:
         async with ready:
             if not forwarders:
+                client, stream = services.kinesis(), settings.kinesis.stream_name
                 if settings.kinesis.create_stream:
-                    summary = await asyncio.to_thread(ensure_stream, settings)
-                    log.info("kinesis stream %s: %s", settings.kinesis.stream_name, summary)
-                client = kinesis_client(settings)
-                forwarders.append(KinesisForwarder(client, settings.kinesis.stream_name))
+                    summary = await asyncio.to_thread(ensure_stream, settings, client=client)
+                    log.info("kinesis stream %s: %s", stream, summary)
+                forwarders.append(KinesisForwarder(client, stream, metrics=services.metrics))
         return forwarders[0]
 
     def forward(topic: str) -> Any:

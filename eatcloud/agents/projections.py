@@ -16,7 +16,6 @@ from eatcloud.agents.wiring import Wiring, header_text
 from eatcloud.errors import PoisonMessage
 from eatcloud.locks import gate
 from eatcloud.postgres import read_models as rm
-from eatcloud.resources import Resources
 from eatcloud.streams import records as r
 from eatcloud.streams import topics as t
 from eatcloud.streams.codec import Decoder
@@ -49,13 +48,13 @@ def _decoded(events: list[Any], decoder: Decoder[Any]) -> list[tuple[Any, dict[s
 
 
 def register(wiring: Wiring) -> None:
-    app, connections = wiring.app, Resources(wiring.settings, pool_size=4)
+    app, services = wiring.app, wiring.services
 
     @app.agent(wiring.topics[t.ORDER_EVENTS], name="order-projection")  # type: ignore[untyped-decorator]
     async def order_projection(stream: Any) -> None:
         """Order events -> order_view, order_timeline, store_sales (PostgreSQL)."""
         async for events in stream.take_events(BATCH, within=WITHIN):
-            pool, redis = await connections.pool(), connections.redis()
+            pool, redis = await services.pool(), services.redis()
             batch = _decoded(events, ORDER_EVENTS)
             async with pool.acquire() as conn:
                 fresh = await rm.apply_order_events(conn, [record for record, _ in batch])
@@ -78,7 +77,7 @@ def register(wiring: Wiring) -> None:
     async def stock_projection(stream: Any) -> None:
         """Stock events -> stock_view (PostgreSQL) and the checkout's Redis stock gate."""
         async for events in stream.take_events(BATCH, within=WITHIN):
-            pool, redis = await connections.pool(), connections.redis()
+            pool, redis = await services.pool(), services.redis()
             batch = [record for record, _ in _decoded(events, STOCK_EVENTS)]
             async with pool.acquire() as conn:
                 await rm.apply_stock_events(conn, batch)

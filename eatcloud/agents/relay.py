@@ -21,19 +21,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from eatcloud.observability.metrics import metrics
-from eatcloud.postgres import create_pool
+from eatcloud.observability.metrics import Metrics
+from eatcloud.observability.metrics import metrics as process_metrics
 from eatcloud.postgres.outbox import CHANNEL, backlog
+from eatcloud.resources import Pool, Producer, Record, Services
 from eatcloud.runtime import wire
 from eatcloud.runtime.adapter import CARRIED, INTERNAL
-from eatcloud.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +46,18 @@ _OLDEST = """SELECT aggregate_id, min(id) AS first FROM outbox
 class OutboxRelay:
     def __init__(
         self,
-        pool: Any,
-        producer: AIOKafkaProducer,
+        pool: Pool,
+        producer: Producer,
         *,
         topic_prefix: str = "",
         batch: int = 500,
         poll_seconds: float = 1.0,
         max_backoff_seconds: float = 30.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.pool = pool
         self.producer = producer
+        self.metrics = metrics or process_metrics()
         self.topic_prefix = topic_prefix
         self.batch = batch
         self.poll_seconds = poll_seconds
@@ -86,7 +87,7 @@ class OutboxRelay:
                 [row["id"] for row in rows],
             )
         self.published += len(rows)
-        metrics().outbox_published.inc(len(rows))
+        self.metrics.outbox_published.inc(len(rows))
         return len(rows)
 
     async def run(self, keep_going: Callable[[], bool] = lambda: True) -> None:
@@ -113,7 +114,7 @@ class OutboxRelay:
             await listener.remove_listener(CHANNEL, self._notified)
             await self.pool.release(listener)
 
-    async def _send(self, rows: list[Any]) -> list[Any]:
+    async def _send(self, rows: list[Record]) -> list[Awaitable[object]]:
         """Send the rows in id order: the saga's inputs as one batch envelope per partition
         (``runtime.wire``, in row order within each), anything else one record per row."""
         envelopes = wire.Envelopes()
@@ -145,7 +146,7 @@ class OutboxRelay:
         self._wake.set()
 
 
-def register(app: Any, settings: Settings) -> None:
+def register(app: Any, services: Services) -> None:
     """Run the relay in this worker while it is the group's leader (one relay per cluster)."""
 
     @app.task  # type: ignore[untyped-decorator]  # faust is untyped
@@ -156,7 +157,7 @@ def register(app: Any, settings: Settings) -> None:
                 await asyncio.sleep(1.0)
                 continue
             try:
-                await _relay_while_leader(app, settings)
+                await _relay_while_leader(app, services)
                 backoff = 1.0
             except (TimeoutError, OSError, KafkaError, asyncpg.PostgresError) as exc:
                 log.warning("outbox relay stopped (%s); restarting in %.0f s", exc, backoff)
@@ -164,36 +165,29 @@ def register(app: Any, settings: Settings) -> None:
                 backoff = min(backoff * 2, 30.0)
 
 
-async def _relay_while_leader(app: Any, settings: Settings) -> None:
-    pool = await create_pool(settings.postgres, max_size=2)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=settings.kafka.producer_linger_ms,
-    )
+async def _relay_while_leader(app: Any, services: Services) -> None:
+    """Relay with the worker's pool and producer (they stay open when leadership moves)."""
+    pool, producer = await services.pool(), await services.producer()
+    prefix, bundle = services.settings.kafka.topic_prefix, services.metrics
+    relay = OutboxRelay(pool, producer, topic_prefix=prefix, metrics=bundle)
+    log.info("outbox relay: running (this worker is the leader)")
+    sampler = asyncio.create_task(_sample_backlog(pool, app.is_leader, bundle))
     try:
-        await producer.start()
-        relay = OutboxRelay(pool, producer, topic_prefix=settings.kafka.topic_prefix)
-        log.info("outbox relay: running (this worker is the leader)")
-        sampler = asyncio.create_task(_sample_backlog(pool, app.is_leader))
-        try:
-            await relay.run(app.is_leader)
-        finally:
-            sampler.cancel()
+        await relay.run(app.is_leader)
     finally:
-        await producer.stop()
-        await pool.close()
+        sampler.cancel()
 
 
-async def _sample_backlog(pool: Any, keep_going: Callable[[], bool], every: float = 5.0) -> None:
+async def _sample_backlog(
+    pool: Pool, keep_going: Callable[[], bool], bundle: Metrics, every: float = 5.0
+) -> None:
     """The outbox backlog and the age of its oldest row, for metrics and alerts."""
     while keep_going():
         try:
             async with pool.acquire() as conn:
                 rows, age = await backlog(conn)
-            metrics().outbox_backlog.set(rows)
-            metrics().outbox_lag_seconds.set(age)
+            bundle.outbox_backlog.set(rows)
+            bundle.outbox_lag_seconds.set(age)
         except (OSError, asyncpg.PostgresError) as exc:
             log.warning("outbox backlog sample failed: %s", exc)
         await asyncio.sleep(every)

@@ -10,16 +10,15 @@ from typing import Any
 from prometheus_client import start_http_server
 
 from eatcloud.agents.wiring import guard_timer
-from eatcloud.observability.metrics import metrics
-from eatcloud.settings import Settings
+from eatcloud.observability.metrics import Metrics
+from eatcloud.resources import Services
 
 log = logging.getLogger(__name__)
 SAMPLE_SECONDS = 5.0
 
 
-def sample(app: Any) -> None:
+def sample(app: Any, bundle: Metrics) -> None:
     """Lag per assigned partition (end offset minus committed) and recovery left to do."""
-    bundle = metrics()
     consumer = app.consumer
     committed = getattr(consumer, "_committed_offset", {})  # Faust keeps it privately
     for tp in consumer.assignment():
@@ -51,7 +50,8 @@ def readiness(app: Any) -> tuple[bool, str]:
     return True, "ready"
 
 
-def register(app: Any, settings: Settings) -> None:
+def register(app: Any, services: Services) -> None:
+    settings, bundle = services.settings, services.metrics
     port = settings.worker.metrics_port
 
     @app.page("/health/live")  # type: ignore[untyped-decorator]  # faust is untyped
@@ -68,13 +68,13 @@ def register(app: Any, settings: Settings) -> None:
         if not port:
             return
         try:
-            start_http_server(port, addr=settings.worker.web_host, registry=metrics().registry)
+            start_http_server(port, addr=settings.worker.web_host, registry=bundle.registry)
         except OSError as exc:  # a metrics port clash must not take the worker down
             log.warning("metrics: cannot listen on %s:%d (%s)", settings.worker.web_host, port, exc)
             return
         log.info("metrics on http://%s:%d/metrics", settings.worker.web_host, port)
 
     async def tick() -> None:
-        sample(app)
+        sample(app, bundle)
 
     app.timer(SAMPLE_SECONDS)(guard_timer("sample_metrics", tick))

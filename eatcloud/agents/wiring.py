@@ -1,8 +1,9 @@
-"""What every agent of a worker shares: its settings, topics, tables, runtime and gateway.
+"""What every agent of a worker shares: its services (settings, clients, gateway, metrics,
+clock), topics, tables and runtime.
 
 The saga's handlers get only what they need (see each module's dataclass); the projections and
 the Kinesis forwarder, which are plain Faust agents over the public topics, read their topics
-and settings from here.
+and clients from here.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from eatcloud.domain.saga import SagaPolicy
-from eatcloud.payments.gateway import PaymentGateway
+from eatcloud.resources import Services
 from eatcloud.runtime.adapter import CARRIED, Runtime, guard_timer
 from eatcloud.runtime.adapter import header_text as runtime_header_text
 from eatcloud.settings import Settings
@@ -23,12 +24,15 @@ __all__ = ["CARRIED", "Wiring", "guard_timer", "header_text"]
 @dataclass
 class Wiring:
     app: Any
-    settings: Settings
+    services: Services
     topics: dict[str, Any]
     tables: Tables
-    gateway: PaymentGateway
     policy: SagaPolicy
     runtime: Runtime
+
+    @property
+    def settings(self) -> Settings:
+        return self.services.settings
 
 
 def header_text(event: Any) -> dict[str, str]:

@@ -10,27 +10,29 @@ from fastapi import FastAPI
 from eatcloud.api import auth, catalogue, health, order_views, orders, reviews
 from eatcloud.api.errors import install_error_handlers
 from eatcloud.api.middleware import RequestContext
-from eatcloud.resources import Resources
-from eatcloud.settings import Settings, get_settings
+from eatcloud.bootstrap import Services, build
+from eatcloud.settings import get_settings
 
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
-    await app.state.resources.close()
+    await app.state.services.close()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(services: Services | None = None) -> FastAPI:
+    """The API on ``services`` (by default ``build`` of the environment's settings), which it
+    closes when it shuts down."""
     app = FastAPI(
         lifespan=_lifespan,
         title="EatCloud",
         version="0.1.0",
         summary="Food-delivery order platform: checkout, catalogue, orders and stores.",
     )
-    app.state.settings = settings or get_settings()
-    app.state.resources = Resources(app.state.settings)
+    services = services or build(get_settings())
+    app.state.services = services
     install_error_handlers(app)
-    app.add_middleware(RequestContext)
+    app.add_middleware(RequestContext, metrics=services.metrics)
     app.include_router(health.router)
     app.include_router(health.metrics_router)
     app.include_router(auth.router)

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Body
 from pydantic import BaseModel, ConfigDict, Field
 
-from eatcloud.api.deps import AppSettings, Auth, Caller, Pool, Resources
+from eatcloud.api.deps import AppSettings, Auth, Caller, Pool, Services
 from eatcloud.api.security import Role, hash_password, verify_password
 from eatcloud.errors import NotFound, Unauthorized, Unprocessable
 from eatcloud.locks import rate_limit
@@ -72,11 +72,11 @@ async def signup(body: SignupRequest, db: Pool, settings: AppSettings) -> UserPu
     responses={429: {"description": "too many attempts for this e-mail; see Retry-After"}},
 )
 async def login(
-    body: LoginRequest, db: Pool, auth: Auth, settings: AppSettings, res: Resources
+    body: LoginRequest, db: Pool, auth: Auth, settings: AppSettings, services: Services
 ) -> TokenResponse:
     limits = settings.rate_limit
     await rate_limit.take(
-        res.redis(), f"login:{body.email.lower()}", limits.login_burst, limits.login_per_minute
+        services.redis(), f"login:{body.email.lower()}", limits.login_burst, limits.login_per_minute
     )
     user = await user_by_email(db, body.email)
     if not await verify_password(user.password_hash if user else None, body.password):

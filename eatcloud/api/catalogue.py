@@ -119,7 +119,7 @@ def visible(store: dict[str, Any], who: Principal) -> dict[str, Any]:
     raise NotFound("no such store")
 
 
-async def owned_store(db: Any, store_id: str, who: Principal) -> dict[str, Any]:
+async def owned_store(db: Pool, store_id: str, who: Principal) -> dict[str, Any]:
     store = await c.get_store(db, store_id)
     if store["manager_id"] != who.user_id:
         raise NotFound("no such store")  # another manager's store: not even its existence

@@ -1,37 +1,37 @@
-"""FastAPI dependencies: the app's connections and the calling principal with its role."""
+"""FastAPI dependencies: the app's services and the calling principal with its role."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from eatcloud.api.security import Authenticator, Principal, Role
 from eatcloud.errors import Forbidden, Unauthorized
-from eatcloud.resources import Resources as _Resources
+from eatcloud.resources import Pool as _Pool
+from eatcloud.resources import Services as _Services
 from eatcloud.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="An access token from /api/v1/auth/login")
 
 
-async def resources(request: Request) -> _Resources:
-    found: _Resources = request.app.state.resources
+async def services(request: Request) -> _Services:
+    found: _Services = request.app.state.services
     return found
 
 
-async def settings(request: Request) -> Settings:
-    found: Settings = request.app.state.settings
-    return found
+async def settings(found: Annotated[_Services, Depends(services)]) -> Settings:
+    return found.settings
 
 
-async def pool(res: Annotated[_Resources, Depends(resources)]) -> Any:
-    return await res.pool()
+async def pool(found: Annotated[_Services, Depends(services)]) -> _Pool:
+    return await found.pool()
 
 
-async def authenticator(res: Annotated[_Resources, Depends(resources)]) -> Authenticator:
-    return Authenticator(res.settings.auth, res.redis())
+async def authenticator(found: Annotated[_Services, Depends(services)]) -> Authenticator:
+    return Authenticator(found.settings.auth, found.redis(), found.clock)
 
 
 async def principal(
@@ -59,7 +59,7 @@ Customer = Annotated[Principal, Depends(role(Role.CUSTOMER))]
 Manager = Annotated[Principal, Depends(role(Role.MANAGER))]
 Admin = Annotated[Principal, Depends(role(Role.ADMIN))]
 ManagerOrAdmin = Annotated[Principal, Depends(role(Role.MANAGER, Role.ADMIN))]
-Pool = Annotated[Any, Depends(pool)]
-Resources = Annotated[_Resources, Depends(resources)]
+Pool = Annotated[_Pool, Depends(pool)]
+Services = Annotated[_Services, Depends(services)]
 Auth = Annotated[Authenticator, Depends(authenticator)]
 AppSettings = Annotated[Settings, Depends(settings)]

@@ -25,7 +25,7 @@ from eatcloud.errors import (
     Unprocessable,
 )
 from eatcloud.locks.lock import LockBusy
-from eatcloud.observability.metrics import metrics
+from eatcloud.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ async def _eatcloud_error(request: Request, exc: Exception) -> Response:
     if found is None:
         return await _unexpected_error(request, exc)
     status, slug = found
-    _count(exc)
+    _count(exc, request.app.state.services.metrics)
     headers: dict[str, str] = {}
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
@@ -115,9 +115,8 @@ async def _eatcloud_error(request: Request, exc: Exception) -> Response:
     return problem(status, str(exc) or None, slug=slug, headers=headers or None, **extensions)
 
 
-def _count(exc: EatCloudError) -> None:
+def _count(exc: EatCloudError, bundle: Metrics) -> None:
     """Refusals worth watching: busy checkout locks, gate rejections, rate limits."""
-    bundle = metrics()
     if isinstance(exc, RateLimited):
         bundle.rate_limited.labels(exc.bucket).inc()
     elif isinstance(exc, SoldOut):

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import Response
 
+from eatcloud.api.deps import AppSettings, Services
 from eatcloud.api.errors import json_response, problem
-from eatcloud.observability.metrics import metrics
 from eatcloud.probes import probe_all
-from eatcloud.settings import Settings
 
 router = APIRouter(prefix="/health", tags=["health"])
 
@@ -25,8 +24,7 @@ async def live() -> dict[str, str]:
     summary="Kafka, PostgreSQL, Redis and Kinesis all answer",
     responses={503: {"description": "A dependency does not answer; the body names it"}},
 )
-async def ready(request: Request) -> Response:
-    settings: Settings = request.app.state.settings
+async def ready(settings: AppSettings) -> Response:
     results = await probe_all(settings)
     checks: dict[str, Any] = {
         r.name: {
@@ -54,8 +52,8 @@ metrics_router = APIRouter()
 
 
 @metrics_router.get("/metrics", include_in_schema=False)
-async def prometheus_metrics() -> Response:
+async def prometheus_metrics(services: Services) -> Response:
     """Prometheus exposition (HTTP, checkout refusals); not part of the public API."""
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-    return Response(generate_latest(metrics().registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)

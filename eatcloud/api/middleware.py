@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from eatcloud.observability import context
-from eatcloud.observability.metrics import metrics
+from eatcloud.observability.metrics import Metrics
 
 log = logging.getLogger("eatcloud.api.access")
 
@@ -15,8 +15,9 @@ log = logging.getLogger("eatcloud.api.access")
 class RequestContext:
     """Sets ``X-Request-ID`` (kept or made) and ``traceparent`` for the request and the reply."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, metrics: Metrics) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -48,7 +49,7 @@ class RequestContext:
         finally:
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", "unmatched")
-            bundle = metrics()
+            bundle = self.metrics
             bundle.http_requests.labels(route, scope["method"], str(status)).inc()
             bundle.http_seconds.labels(route, scope["method"]).observe(elapsed)
             log.info(

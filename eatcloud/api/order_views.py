@@ -62,7 +62,7 @@ def _reached(status: str, wanted: str) -> bool:
     return status == wanted or status in _ENDED or _RANK.get(status, -1) >= _RANK.get(wanted, 99)
 
 
-async def command_side(db: Any, order_id: str) -> dict[str, Any] | None:
+async def command_side(db: Pool, order_id: str) -> dict[str, Any] | None:
     """An order checkout accepted that no event has reached the read model for yet."""
     try:
         oid = uuid.UUID(order_id)
@@ -85,7 +85,7 @@ async def command_side(db: Any, order_id: str) -> dict[str, Any] | None:
     }
 
 
-async def _visible(db: Any, order_id: str, who: Principal) -> dict[str, Any]:
+async def _visible(db: Pool, order_id: str, who: Principal) -> dict[str, Any]:
     """The order if the caller may see it: its customer, its store's manager, or an admin."""
     context.order_id.set(order_id)  # this request's log lines name the order
     order = await rm.order_view(db, order_id) or await command_side(db, order_id)
@@ -181,7 +181,7 @@ async def admin_orders(
     )
 
 
-async def _send(db: Any, command: r.Record) -> Accepted:
+async def _send(db: Pool, command: r.Record) -> Accepted:
     async with db.acquire() as conn, conn.transaction():
         await enqueue(conn, command, aggregate_type="order", headers=trace_headers())
     return Accepted(command=command.type, event_id=command.event_id)  # type: ignore[attr-defined]

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from eatcloud.api.deps import AppSettings, Customer, Pool, Resources
+from eatcloud.api.deps import AppSettings, Customer, Pool, Services
 from eatcloud.checkout import CheckoutRequest, checkout
 from eatcloud.errors import Unprocessable
 from eatcloud.locks import cart, rate_limit
@@ -107,13 +107,13 @@ async def place_order(
     response: Response,
     db: Pool,
     who: Customer,
-    res: Resources,
+    services: Services,
     settings: AppSettings,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
-    limits = settings.rate_limit
+    limits, redis = settings.rate_limit, services.redis()
     await rate_limit.take(
-        res.redis(), f"checkout:{who.user_id}", limits.checkout_burst, limits.checkout_per_minute
+        redis, f"checkout:{who.user_id}", limits.checkout_burst, limits.checkout_per_minute
     )
     request = CheckoutRequest(
         store_id=body.store_id,
@@ -122,7 +122,7 @@ async def place_order(
         fulfilment=body.fulfilment,
         delivery_address=body.delivery_address,
     )
-    done = await checkout(db, res.redis(), who.user_id, request, idempotency_key, trace_headers())
+    done = await checkout(db, redis, who.user_id, request, idempotency_key, trace_headers())
     response.headers["Location"] = f"/api/v1/orders/{done.order['order_id']}"
     if done.replayed:
         response.headers["Idempotent-Replayed"] = "true"
@@ -130,8 +130,8 @@ async def place_order(
 
 
 @router.get("/cart", response_model=Cart, summary="The caller's cart, at today's prices")
-async def get_cart(db: Pool, who: Customer, res: Resources) -> Cart:
-    store_id, items = await cart.get(res.redis(), who.user_id)
+async def get_cart(db: Pool, who: Customer, services: Services) -> Cart:
+    store_id, items = await cart.get(services.redis(), who.user_id)
     lines = []
     if store_id is not None:
         menus = {m["id"]: m for m in await c.menus_of(db, store_id)}
@@ -153,17 +153,17 @@ async def get_cart(db: Pool, who: Customer, res: Resources) -> Cart:
 
 @router.put("/cart/items/{menu_id}", response_model=Cart, summary="Set a menu's quantity")
 async def put_cart_item(
-    menu_id: str, body: CartItemIn, db: Pool, who: Customer, res: Resources
+    menu_id: str, body: CartItemIn, db: Pool, who: Customer, services: Services
 ) -> Cart:
     store = await c.get_store(db, body.store_id)
     if store["status"] != "APPROVED":
         raise Unprocessable("no such store")
     if body.quantity:
         await c.get_menu(db, body.store_id, menu_id)
-    await cart.put(res.redis(), who.user_id, body.store_id, menu_id, body.quantity)
-    return await get_cart(db, who, res)
+    await cart.put(services.redis(), who.user_id, body.store_id, menu_id, body.quantity)
+    return await get_cart(db, who, services)
 
 
 @router.delete("/cart", status_code=204, summary="Empty the cart")
-async def clear_cart(who: Customer, res: Resources) -> None:
-    await cart.clear(res.redis(), who.user_id)
+async def clear_cart(who: Customer, services: Services) -> None:
+    await cart.clear(services.redis(), who.user_id)

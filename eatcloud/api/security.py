@@ -15,11 +15,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-import time
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 import jwt
 from argon2 import PasswordHasher
@@ -28,6 +26,7 @@ from redis.exceptions import RedisError
 
 from eatcloud.errors import InfrastructureError, Unauthorized
 from eatcloud.locks import script
+from eatcloud.resources import Clock, Redis, SystemClock
 from eatcloud.settings import AuthSettings
 
 _hasher = PasswordHasher()
@@ -86,9 +85,10 @@ def _digest(secret: str) -> str:
 class Authenticator:
     """Issues and checks tokens; sessions live in Redis."""
 
-    def __init__(self, settings: AuthSettings, redis: Any) -> None:
+    def __init__(self, settings: AuthSettings, redis: Redis, clock: Clock | None = None) -> None:
         self.settings = settings
         self.redis = redis
+        self.clock = clock or SystemClock()
 
     def _key(self, session: str) -> str:
         return f"auth:session:{session}"
@@ -153,7 +153,7 @@ class Authenticator:
             raise InfrastructureError(f"session store: {exc}") from exc
 
     def _pair(self, user_id: str, role: Role, session: str, secret: str) -> TokenPair:
-        now = int(time.time())
+        now = int(self.clock.now())
         ttl = self.settings.access_ttl_seconds
         claims = {
             "sub": user_id, "role": role.value, "sid": session, "jti": uuid.uuid4().hex,

@@ -21,12 +21,13 @@ import logging
 from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from eatcloud.errors import InfrastructureError
-from eatcloud.observability.metrics import metrics
+from eatcloud.observability.metrics import Metrics
+from eatcloud.observability.metrics import metrics as process_metrics
+from eatcloud.resources import Kinesis, KinesisRecord
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +70,17 @@ def next_call(queues: OrderedDict[str, deque[Entry]]) -> list[Entry]:
 class KinesisForwarder:
     def __init__(
         self,
-        client: Any,
+        client: Kinesis,
         stream: str,
         *,
         max_attempts: int = 8,
         base_backoff: float = 0.1,
         max_backoff: float = 5.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.client = client
         self.stream = stream
+        self.metrics = metrics or process_metrics()
         self.max_attempts = max_attempts
         self.base_backoff = base_backoff
         self.max_backoff = max_backoff
@@ -107,7 +110,7 @@ class KinesisForwarder:
                     if not queue:
                         del queues[entry.partition_key]
                 else:
-                    metrics().kinesis_failures.labels(error).inc()
+                    self.metrics.kinesis_failures.labels(error).inc()
             if any(failed):
                 retried = sum(1 for error in failed if error)
                 self.stats.retried += retried
@@ -121,7 +124,9 @@ class KinesisForwarder:
 
     async def _put_records(self, call: list[Entry]) -> list[str | None]:
         """One PutRecords call; the error code of each entry (None when it was put)."""
-        records = [{"Data": e.data, "PartitionKey": e.partition_key} for e in call]
+        records: list[KinesisRecord] = [
+            {"Data": e.data, "PartitionKey": e.partition_key} for e in call
+        ]
         try:
             response = await asyncio.to_thread(
                 self.client.put_records, StreamName=self.stream, Records=records
@@ -134,5 +139,5 @@ class KinesisForwarder:
         errors = [result.get("ErrorCode") for result in results]
         put = sum(1 for error in errors if error is None)
         self.stats.records += put
-        metrics().kinesis_records.inc(put)
+        self.metrics.kinesis_records.inc(put)
         return errors

@@ -8,12 +8,13 @@ import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
 from eatcloud.errors import InfrastructureError
+from eatcloud.resources import Kinesis
 
 Start = Literal["LATEST", "TRIM_HORIZON"]
 
 
 class StreamReader:
-    def __init__(self, client: Any, stream: str, start: Start = "LATEST") -> None:
+    def __init__(self, client: Kinesis, stream: str, start: Start = "LATEST") -> None:
         self.client = client
         self.stream = stream
         try:

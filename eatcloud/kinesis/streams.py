@@ -7,17 +7,17 @@ default credential chain applies.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from eatcloud.errors import InfrastructureError
+from eatcloud.resources import Kinesis
 from eatcloud.settings import Settings
 
 
-def kinesis_client(settings: Settings) -> Any:
+def kinesis_client(settings: Settings) -> Kinesis:
     ks = settings.kinesis
     credentials: dict[str, str] = {}
     if ks.access_key_id is not None and ks.secret_access_key is not None:
@@ -26,7 +26,7 @@ def kinesis_client(settings: Settings) -> Any:
             "aws_secret_access_key": ks.secret_access_key.get_secret_value(),
         }
     timeout = settings.api.probe_timeout_seconds
-    return boto3.client(
+    client: Kinesis = boto3.client(
         "kinesis",
         region_name=ks.region,
         endpoint_url=ks.endpoint_url,
@@ -37,9 +37,10 @@ def kinesis_client(settings: Settings) -> Any:
         ),
         **credentials,
     )
+    return client
 
 
-def describe_stream(settings: Settings, client: Any = None) -> str:
+def describe_stream(settings: Settings, client: Kinesis | None = None) -> str:
     """A one-line summary of the stream; raises InfrastructureError if it is not there."""
     client = client or kinesis_client(settings)
     try:
@@ -50,9 +51,9 @@ def describe_stream(settings: Settings, client: Any = None) -> str:
     return f"{desc['StreamStatus']}, {desc['OpenShardCount']} shard(s)"
 
 
-def ensure_stream(settings: Settings, timeout: float = 30.0) -> str:
+def ensure_stream(settings: Settings, timeout: float = 30.0, client: Kinesis | None = None) -> str:
     """Create the analytics stream if it is missing and wait until it is ACTIVE."""
-    client = kinesis_client(settings)
+    client = client or kinesis_client(settings)
     name = settings.kinesis.stream_name
     try:
         client.create_stream(StreamName=name, ShardCount=settings.kinesis.shard_count)

@@ -29,9 +29,8 @@ from typing import Any
 
 import httpx
 
-from eatcloud.postgres import create_pool
 from eatcloud.postgres.users import create_user
-from eatcloud.settings import Settings
+from eatcloud.resources import Services
 
 API = "/api/v1"
 TERMINAL = {"COMPLETED", "REJECTED", "CANCELLED"}
@@ -123,7 +122,7 @@ async def _account(
 
 async def seed(
     client: httpx.AsyncClient,
-    settings: Settings,
+    services: Services,
     customers: int,
     say: Callable[[str], None],
     stock_timeout: float = 90.0,
@@ -132,66 +131,61 @@ async def seed(
     from eatcloud.api.security import hash_password  # the API's hashing, not a copy
 
     tag, password = uuid.uuid4().hex[:8], secrets.token_urlsafe(12)
-    pool = await create_pool(settings.postgres, max_size=1)
-    try:
-        admin_email = f"demo-admin-{tag}@example.test"
-        await create_user(pool, admin_email, await hash_password(password), "ADMIN", "Demo Admin")
-        admin = await _login(client, admin_email, password)
-        manager_email, manager = await _account(client, "MANAGER", tag, password)
-        await _call(
+    pool = await services.pool()
+    admin_email = f"demo-admin-{tag}@example.test"
+    await create_user(pool, admin_email, await hash_password(password), "ADMIN", "Demo Admin")
+    admin = await _login(client, admin_email, password)
+    manager_email, manager = await _account(client, "MANAGER", tag, password)
+    await _call(
+        client,
+        "POST",
+        "/admin/categories",
+        (201, 409),
+        json={"code": "KOREAN", "name": "Korean"},
+        headers=_bearer(admin),
+    )
+    store = await _call(
+        client,
+        "POST",
+        "/stores",
+        (201,),
+        json={
+            "name": f"EatCloud Demo Kitchen {tag}",
+            "category_code": "KOREAN",
+            "lat": 37.5665,
+            "lon": 126.9780,
+        },
+        headers=_bearer(manager),
+    )
+    store_id = str(store.json()["id"])
+    await _call(client, "POST", f"/admin/stores/{store_id}/approve", (200,), headers=_bearer(admin))
+    say(f"store {store_id} approved; manager {manager_email}")
+    menus: dict[str, str] = {}
+    for menu in MENUS:
+        made = await _call(
             client,
             "POST",
-            "/admin/categories",
-            (201, 409),
-            json={"code": "KOREAN", "name": "Korean"},
-            headers=_bearer(admin),
-        )
-        store = await _call(
-            client,
-            "POST",
-            "/stores",
+            f"/stores/{store_id}/menus",
             (201,),
-            json={
-                "name": f"EatCloud Demo Kitchen {tag}",
-                "category_code": "KOREAN",
-                "lat": 37.5665,
-                "lon": 126.9780,
-            },
+            json={"name": menu.name, "price": menu.price, "initial_stock": menu.stock},
             headers=_bearer(manager),
         )
-        store_id = str(store.json()["id"])
-        await _call(
-            client, "POST", f"/admin/stores/{store_id}/approve", (200,), headers=_bearer(admin)
+        menus[menu.name] = str(made.json()["id"])
+    say("waiting for the stock agent to apply the initial stock ...")
+    deadline = time.monotonic() + stock_timeout
+    while True:
+        rows = await pool.fetch(
+            "SELECT menu_id, on_hand FROM stock_view WHERE store_id = $1", store_id
         )
-        say(f"store {store_id} approved; manager {manager_email}")
-        menus: dict[str, str] = {}
-        for menu in MENUS:
-            made = await _call(
-                client,
-                "POST",
-                f"/stores/{store_id}/menus",
-                (201,),
-                json={"name": menu.name, "price": menu.price, "initial_stock": menu.stock},
-                headers=_bearer(manager),
+        have = {str(r["menu_id"]): r["on_hand"] for r in rows}
+        if all(have.get(menus[m.name]) == m.stock for m in MENUS):
+            break
+        if time.monotonic() > deadline:
+            raise DemoError(
+                "the stock never reached the read model: is a worker running "
+                "(`eatcloud worker`, or `eatcloud run`)?"
             )
-            menus[menu.name] = str(made.json()["id"])
-        say("waiting for the stock agent to apply the initial stock ...")
-        deadline = time.monotonic() + stock_timeout
-        while True:
-            rows = await pool.fetch(
-                "SELECT menu_id, on_hand FROM stock_view WHERE store_id = $1", store_id
-            )
-            have = {str(r["menu_id"]): r["on_hand"] for r in rows}
-            if all(have.get(menus[m.name]) == m.stock for m in MENUS):
-                break
-            if time.monotonic() > deadline:
-                raise DemoError(
-                    "the stock never reached the read model: is a worker running "
-                    "(`eatcloud worker`, or `eatcloud run`)?"
-                )
-            await asyncio.sleep(0.3)
-    finally:
-        await pool.close()
+        await asyncio.sleep(0.3)
     tokens = [
         (await _account(client, "CUSTOMER", f"{tag}-{i}", password))[1] for i in range(customers)
     ]
@@ -201,7 +195,7 @@ async def seed(
 
 async def run_demo(
     client: httpx.AsyncClient,
-    settings: Settings,
+    services: Services,
     *,
     orders: int = 12,
     customers: int = 4,
@@ -211,7 +205,7 @@ async def run_demo(
     poll: float = 0.3,
 ) -> DemoRun:
     """Seed, place ``orders`` (menus in turn), let the store accept and complete them."""
-    run, menus, tokens, manager = await seed(client, settings, customers, say)
+    run, menus, tokens, manager = await seed(client, services, customers, say)
     say(f"placing {orders} orders from {customers} customers ...")
     for number in range(orders):
         menu = MENUS[number % len(MENUS)]

@@ -16,9 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
+from eatcloud.resources import Services
 from eatcloud.settings import Settings
 from eatcloud.streams import topics as t
 from eatcloud.streams.reading import headers_of, partitions_of, read_to_end
@@ -112,22 +113,20 @@ async def parked(settings: Settings, topic: str | None = None) -> list[Parked]:
 
 
 async def replay(
-    settings: Settings,
+    services: Services,
     topic: str | None = None,
     progress: Callable[[str, int, int], None] = lambda *_: None,
 ) -> list[Parked]:
     """Send every not yet replayed parked message back to its topic; returns what was sent."""
+    settings = services.settings
     topics = dlq_topics(settings, topic)
     marks = await replayed_up_to(settings, topics)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka.bootstrap_servers, acks="all", enable_idempotence=True
-    )
+    producer = await services.producer()
     committer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka.bootstrap_servers,
         group_id=replay_group(settings),
         enable_auto_commit=False,
     )
-    await producer.start()
     await committer.start()
     committer.assign(list(marks))  # aiokafka commits only for assigned partitions
     sent: list[Parked] = []
@@ -146,9 +145,10 @@ async def replay(
                     ]
                     where = f"{name}[{message.partition}]@{message.offset}"
                     kept.append(("x-replayed-from", where.encode()))
-                    await producer.send_and_wait(
+                    ack = await producer.send(
                         origin, value=message.value, key=message.key, headers=kept
                     )
+                    await ack  # acknowledged before the next one is sent
                     sent.append(_describe(message, name, True))
                     done[TopicPartition(name, message.partition)] = OffsetAndMetadata(
                         message.offset + 1, ""
@@ -156,5 +156,4 @@ async def replay(
                 await committer.commit(done)
     finally:
         await committer.stop()
-        await producer.stop()
     return sent

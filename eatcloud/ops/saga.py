@@ -16,8 +16,8 @@ from datetime import datetime
 import orjson
 
 from eatcloud.domain.saga import SagaState
-from eatcloud.postgres import create_pool
 from eatcloud.postgres import read_models as rm
+from eatcloud.resources import Services
 from eatcloud.settings import Settings
 from eatcloud.streams.reading import read_to_end
 from eatcloud.streams.topics import partition_for
@@ -58,18 +58,15 @@ async def saga_state(
     return None if last is None else SagaState.model_validate_json(last)
 
 
-async def timeline(settings: Settings, order_id: str) -> tuple[list[TimelineEntry], str | None]:
+async def timeline(services: Services, order_id: str) -> tuple[list[TimelineEntry], str | None]:
     """The order's timeline and its store (None when the read model does not know it)."""
-    pool = await create_pool(settings.postgres, max_size=1)
-    try:
-        rows = await rm.timeline(pool, order_id)  # what GET /orders/{id}/timeline serves
-        view = await rm.order_view(pool, order_id)
-    finally:
-        await pool.close()
+    pool = await services.pool()
+    rows = await rm.timeline(pool, order_id)  # what GET /orders/{id}/timeline serves
+    view = await rm.order_view(pool, order_id)
     entries = [TimelineEntry(r["occurred_at"], r["type"], r["status"], r["reason"]) for r in rows]
     return entries, None if view is None else str(view["store_id"])
 
 
-async def report(settings: Settings, order_id: str) -> SagaReport:
-    entries, store_id = await timeline(settings, order_id)
-    return SagaReport(order_id, await saga_state(settings, order_id, store_id), entries)
+async def report(services: Services, order_id: str) -> SagaReport:
+    entries, store_id = await timeline(services, order_id)
+    return SagaReport(order_id, await saga_state(services.settings, order_id, store_id), entries)

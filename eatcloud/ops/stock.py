@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from eatcloud.observability.context import trace_headers
-from eatcloud.postgres import create_pool
 from eatcloud.postgres.catalogue import adjust_stock
-from eatcloud.settings import Settings
+from eatcloud.resources import Services
 from eatcloud.streams import records as r
 
 
 async def adjust(
-    settings: Settings,
+    services: Services,
     store_id: str,
     menu_id: str,
     delta: int,
@@ -18,16 +17,12 @@ async def adjust(
     reason: str,
 ) -> r.AdjustStock:
     """Check the menu and queue the change in the outbox; the stock agent applies it."""
-    pool = await create_pool(settings.postgres, max_size=1)
-    try:
-        return await adjust_stock(
-            pool,
-            store_id,
-            menu_id,
-            delta=delta,
-            unlimited=unlimited,
-            reason=reason,
-            headers=trace_headers(),
-        )
-    finally:
-        await pool.close()
+    return await adjust_stock(
+        await services.pool(),
+        store_id,
+        menu_id,
+        delta=delta,
+        unlimited=unlimited,
+        reason=reason,
+        headers=trace_headers(),
+    )

@@ -8,12 +8,13 @@ running at the same time is harmless: ``processed_events`` makes each event appl
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from eatcloud.errors import PoisonMessage
-from eatcloud.postgres import create_pool
 from eatcloud.postgres import read_models as rm
+from eatcloud.resources import Connection, Pool, Services
 from eatcloud.settings import Settings
 from eatcloud.streams import records as r
 from eatcloud.streams import topics as t
@@ -21,6 +22,8 @@ from eatcloud.streams.codec import Decoder
 from eatcloud.streams.reading import Progress, read_to_end
 
 TABLES = ("order_view", "order_timeline", "stock_view", "store_sales")
+# A projection's function: applies a batch of decoded events on one connection.
+Apply = Callable[[Connection, list[Any]], Awaitable[object]]
 
 
 @dataclass(frozen=True)
@@ -29,35 +32,32 @@ class Rebuilt:
     skipped: int
 
 
-async def rebuild(settings: Settings, progress: Progress = lambda *_: None) -> Rebuilt:
-    pool = await create_pool(settings.postgres, max_size=2)
-    try:
-        async with pool.acquire() as conn, conn.transaction():
-            await conn.execute(f"TRUNCATE {', '.join(TABLES)}")
-            await conn.execute(
-                "DELETE FROM processed_events WHERE consumer = ANY($1::text[])",
-                [rm.ORDER_VIEW, rm.STOCK_VIEW],
-            )
-        counts, skipped = {}, 0
-        plan: list[tuple[str, Decoder[Any], Any]] = [
-            (t.STOCK_EVENTS, Decoder(r.StockLevelChanged), rm.apply_stock_events),
-            (t.ORDER_EVENTS, Decoder(r.OrderEventRecord), rm.apply_order_events),
-        ]
-        for topic, decoder, apply in plan:
-            name = settings.kafka.topic_prefix + topic
-            done, bad = await _replay(settings, name, decoder, pool, apply, progress)
-            counts[topic], skipped = done, skipped + bad
-        return Rebuilt(counts, skipped)
-    finally:
-        await pool.close()
+async def rebuild(services: Services, progress: Progress = lambda *_: None) -> Rebuilt:
+    settings, pool = services.settings, await services.pool()
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(f"TRUNCATE {', '.join(TABLES)}")
+        await conn.execute(
+            "DELETE FROM processed_events WHERE consumer = ANY($1::text[])",
+            [rm.ORDER_VIEW, rm.STOCK_VIEW],
+        )
+    counts, skipped = {}, 0
+    plan: list[tuple[str, Decoder[Any], Apply]] = [
+        (t.STOCK_EVENTS, Decoder(r.StockLevelChanged), rm.apply_stock_events),
+        (t.ORDER_EVENTS, Decoder(r.OrderEventRecord), rm.apply_order_events),
+    ]
+    for topic, decoder, apply in plan:
+        name = settings.kafka.topic_prefix + topic
+        done, bad = await _replay(settings, name, decoder, pool, apply, progress)
+        counts[topic], skipped = done, skipped + bad
+    return Rebuilt(counts, skipped)
 
 
 async def _replay(
     settings: Settings,
     topic: str,
     decoder: Decoder[Any],
-    pool: Any,
-    apply: Any,
+    pool: Pool,
+    apply: Apply,
     progress: Progress,
 ) -> tuple[int, int]:
     done = skipped = 0

@@ -27,6 +27,7 @@ from pydantic import BaseModel
 
 from eatcloud.agents import register
 from eatcloud.agents.wiring import Wiring
+from eatcloud.bootstrap import build as build_services
 from eatcloud.bootstrap import make_faust_app
 from eatcloud.domain.payment import Payment
 from eatcloud.domain.points import Hold, PointsAccount
@@ -201,7 +202,7 @@ class Harness:
             worker=WorkerSettings(app_id=app_id, store="memory://", data_dir=data_dir),
         )
         app = make_faust_app(settings, id=app_id, store="memory://", datadir=str(data_dir))
-        wiring = register(app, settings, gateway)
+        wiring = register(app, build_services(settings, gateway=gateway))
         outbox = Outbox()
         outbox.install(app, wiring.topics, wiring.runtime, settings.kafka.topic_prefix)
         return cls(app, settings, wiring, outbox)

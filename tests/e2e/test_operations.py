@@ -9,6 +9,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
+from eatcloud.bootstrap import build
 from eatcloud.domain.saga import Step
 from eatcloud.ops.dlq import Parked, parked
 from eatcloud.ops.saga import report
@@ -39,10 +40,11 @@ async def test_saga_show_prints_the_saga_state_and_its_timeline(platform: Platfo
     assert accepted.status_code == 202, accepted.text
     await wait(p, customer, order_id, "ACCEPTED")
     settings = worker_settings(p)
-    found = await eventually(
-        lambda: report(settings, order_id),
-        lambda r: r.state is not None and r.state.status == "ACCEPTED" and len(r.timeline) >= 3,
-    )
+    async with build(settings, pool_size=1) as services:
+        found = await eventually(
+            lambda: report(services, order_id),
+            lambda r: r.state is not None and r.state.status == "ACCEPTED" and len(r.timeline) >= 3,
+        )
     assert found.state is not None, found
     assert (found.state.status, found.state.step) == ("ACCEPTED", Step.COMPLETION)
     assert found.state.order.total_amount == 10_000

@@ -13,6 +13,7 @@ import httpx
 import orjson
 import pytest
 
+from eatcloud.bootstrap import build
 from eatcloud.kinesis.streams import kinesis_client
 from eatcloud.postgres.rebuild import rebuild
 from eatcloud.settings import Settings
@@ -258,7 +259,10 @@ async def test_projections_rebuild_replays_the_log_into_identical_rows(
         }
     )
     seen: list[tuple[str, int, int]] = []
-    result = await rebuild(settings, lambda topic, done, total: seen.append((topic, done, total)))
+    async with build(settings, pool_size=2) as services:
+        result = await rebuild(
+            services, lambda topic, done, total: seen.append((topic, done, total))
+        )
     after = await snapshot()
     assert len(before["order_view"]) >= 9 and len(before["stock_view"]) >= 5
     assert after == before

@@ -12,6 +12,7 @@ import httpx
 
 from eatcloud.api.app import create_app
 from eatcloud.api.security import hash_password
+from eatcloud.bootstrap import build
 from eatcloud.postgres.users import create_user
 from eatcloud.settings import Settings
 from tests.integration.databases import fresh_database
@@ -59,13 +60,13 @@ async def running_api(settings: Settings) -> AsyncIterator[Api]:
 @asynccontextmanager
 async def api_on(db: Settings) -> AsyncIterator[Api]:
     """The API (in-process, driven by httpx) on the database of ``db``."""
-    app = create_app(db)
-    transport = httpx.ASGITransport(app=app)
+    services = build(db)
+    transport = httpx.ASGITransport(app=create_app(services))
     async with httpx.AsyncClient(transport=transport, base_url="http://eatcloud.test") as c:
         try:
-            yield Api(c, db, await app.state.resources.pool(), app.state.resources.redis())
+            yield Api(c, db, await services.pool(), services.redis())
         finally:
-            await app.state.resources.close()
+            await services.close()
 
 
 async def approved_store(

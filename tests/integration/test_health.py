@@ -6,12 +6,13 @@ import httpx
 import pytest
 
 from eatcloud.api.app import create_app
+from eatcloud.bootstrap import build
 from eatcloud.settings import Settings
 from tests.integration.workers import free_port
 
 
 def client_for(settings: Settings) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=create_app(settings))
+    transport = httpx.ASGITransport(app=create_app(build(settings)))
     return httpx.AsyncClient(transport=transport, base_url="http://eatcloud.test")
 
 

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, settings
 
 from eatcloud.api.app import create_app
 from eatcloud.api.security import hash_password
+from eatcloud.bootstrap import build
 from eatcloud.postgres import create_pool
 from eatcloud.postgres.users import create_user
 from eatcloud.settings import Settings
@@ -28,7 +29,7 @@ from tests.integration.workers import ApiProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "fuzzing is fun 123"
-schema = schemathesis.openapi.from_dict(create_app(Settings()).openapi())
+schema = schemathesis.openapi.from_dict(create_app(build(Settings())).openapi())
 
 
 @dataclass

@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from eatcloud.api.app import create_app
+from eatcloud.bootstrap import build
 from eatcloud.settings import Settings
 
 
@@ -15,7 +16,7 @@ class Echo(BaseModel):
 
 
 def app_with_probe_routes() -> FastAPI:
-    app = create_app(Settings())
+    app = create_app(build(Settings()))
 
     @app.post("/_echo")
     async def echo(body: Echo) -> Echo:
