@@ -11,14 +11,13 @@ This module is pure data (pydantic only, no Faust): the domain imports it.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-_IDS = uuid.UUID("5f0c1d5e-8f3b-4d8e-9a63-2b7f3c9a1e10")
 
 # Ids are keys and parts of keys ("store/order"), so they hold no "/" and no whitespace.
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^/\s]+$")]
@@ -35,8 +34,14 @@ def new_id() -> str:
 
 def derived_id(parent: str, tag: str) -> str:
     """A deterministic id from a parent id: replaying the same input yields the same output ids,
-    so consumers that dedupe by ``event_id`` see a re-sent output as the duplicate it is."""
-    return uuid.uuid5(_IDS, f"{parent}/{tag}").hex
+    so consumers that dedupe by ``event_id`` see a re-sent output as the duplicate it is.
+
+    A 128-bit BLAKE2b of ``parent/tag`` as 32 hex digits, the shape of ``new_id``: about 1 µs
+    here against 8 µs for ``uuid5``, and the saga derives about fifteen ids per order. (Ids
+    derived before this change were uuid5s: drain the saga topics before upgrading, as
+    docs/saga.md says for every change of the saga's records.)
+    """
+    return hashlib.blake2b(f"{parent}/{tag}".encode(), digest_size=16).hexdigest()
 
 
 def reply_ids(command: Any) -> dict[str, Any]:
