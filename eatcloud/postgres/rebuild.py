@@ -40,7 +40,7 @@ async def rebuild(settings: Settings, progress: Progress = lambda *_: None) -> R
             )
         counts, skipped = {}, 0
         plan: list[tuple[str, Decoder[Any], Any]] = [
-            (t.STOCK_EVENTS, Decoder(r.StockLevelChanged), rm.apply_stock_events),
+            (t.STOCK_EVENTS, Decoder(r.StockEventRecord), rm.apply_stock_events),
             (t.ORDER_EVENTS, Decoder(r.OrderEventRecord), rm.apply_order_events),
         ]
         for topic, decoder, apply in plan:

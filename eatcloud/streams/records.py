@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -412,7 +413,7 @@ OrderEventRecord = Annotated[
     Field(discriminator="type"),
 ]
 
-# --- stock-events (key: store_id): one event per ledger line change -----------------------
+# --- stock-events (key: store_id): one event per stock command ------------------------------
 
 
 class StockChange(StrEnum):
@@ -426,7 +427,11 @@ class StockChange(StrEnum):
 
 
 class StockLevelChanged(Record):
-    """One ledger line after a change; ``quantity`` is signed for adjustments."""
+    """One ledger line after a change; ``quantity`` is signed for adjustments.
+
+    Written one per line until issue 11; still read (``stock_lines``), never written now: a
+    command's lines travel together in one ``StockLevelsChanged``.
+    """
 
     type: Literal["StockLevelChanged"] = "StockLevelChanged"
     store_id: Id
@@ -438,3 +443,64 @@ class StockLevelChanged(Record):
     on_hand: int
     reserved: int
     sold: int
+
+
+class StockLevel(BaseModel):
+    """One ledger line of a ``StockLevelsChanged``, after the command."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    menu_id: Id
+    change: StockChange
+    quantity: int
+    unlimited: bool = False
+    on_hand: int
+    reserved: int
+    sold: int
+
+
+class StockLevelsChanged(Record):
+    """What one stock command did to a store's ledger: every line it touched, after it.
+
+    One event per command (a reservation of three lines is one record, not three), so the
+    saga sends and the projections read a record per command. ``stock_lines`` gives its lines
+    as ``StockLevelChanged`` views with the ids the per-line events had.
+    """
+
+    type: Literal["StockLevelsChanged"] = "StockLevelsChanged"
+    store_id: Id
+    order_id: str | None = None
+    lines: tuple[StockLevel, ...] = Field(min_length=1)
+
+
+StockEventRecord = Annotated[StockLevelChanged | StockLevelsChanged, Field(discriminator="type")]
+
+
+def stock_lines(
+    events: Iterable[StockLevelChanged | StockLevelsChanged],
+) -> list[StockLevelChanged]:
+    """Every ledger line of these events, in order, as one ``StockLevelChanged`` each (with the
+    deterministic id ``derived_id(event_id, "line/<n>")``, so a redelivered event's lines are
+    recognised as the duplicates they are)."""
+    out: list[StockLevelChanged] = []
+    for event in events:
+        if isinstance(event, StockLevelChanged):
+            out.append(event)
+            continue
+        for n, line in enumerate(event.lines):
+            out.append(
+                StockLevelChanged(
+                    event_id=derived_id(event.event_id, f"line/{n}"),
+                    occurred_at=event.occurred_at,
+                    store_id=event.store_id,
+                    order_id=event.order_id,
+                    menu_id=line.menu_id,
+                    change=line.change,
+                    quantity=line.quantity,
+                    unlimited=line.unlimited,
+                    on_hand=line.on_hand,
+                    reserved=line.reserved,
+                    sold=line.sold,
+                )
+            )
+    return out

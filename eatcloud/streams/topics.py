@@ -6,7 +6,7 @@
 | saga-replies     | store_id    | payment and points replies (PaymentDeclined, ...)          |
 | order-events     | order_id    | the order's history: OrderPlaced ... OrderCancelled        |
 | stock-commands   | store_id    | AdjustStock, ExpireReservations                            |
-| stock-events     | store_id    | StockLevelChanged, one per ledger line change              |
+| stock-events     | store_id    | StockLevelsChanged, one per stock command (its lines)      |
 | payment-commands | order_id    | AuthorizePayment, VoidPayment, RefundPayment               |
 | points-commands  | customer_id | ReservePoints, DeductPoints, ReleasePoints, AdjustPoints   |
 | <input>-dlq      | as input    | poison messages, with error headers and coordinates        |
@@ -52,6 +52,7 @@ _ROUTES: dict[type[r.Record], tuple[str, str]] = {
     **{k: (PAYMENT_COMMANDS, "order_id") for k in (r.AuthorizePayment, r.VoidPayment)},
     r.RefundPayment: (PAYMENT_COMMANDS, "order_id"),
     r.StockLevelChanged: (STOCK_EVENTS, "store_id"),
+    r.StockLevelsChanged: (STOCK_EVENTS, "store_id"),
 }
 
 

@@ -51,7 +51,7 @@ OUTPUT_DECODERS: dict[str, Decoder[Any]] = {
     t.SAGA_REPLIES: Decoder(r.SagaReply),
     t.ORDER_EVENTS: Decoder(r.OrderEventRecord),
     t.STOCK_COMMANDS: Decoder(r.StockCommand),
-    t.STOCK_EVENTS: Decoder(r.StockLevelChanged),
+    t.STOCK_EVENTS: Decoder(r.StockEventRecord),
     t.PAYMENT_COMMANDS: Decoder(r.PaymentCommand),
     t.POINTS_COMMANDS: Decoder(r.PointsCommand),
 }
