@@ -262,8 +262,16 @@ class RefundPayment(Record):
     store_id: OptionalId = ""  # copied into the reply, which goes to the saga's partition
 
 
+class ForgetPayment(Record):
+    """The order's saga has finished and left its table: its payment record may go too."""
+
+    type: Literal["ForgetPayment"] = "ForgetPayment"
+    order_id: Id
+    store_id: OptionalId = ""
+
+
 PaymentCommand = Annotated[
-    AuthorizePayment | VoidPayment | RefundPayment, Field(discriminator="type")
+    AuthorizePayment | VoidPayment | RefundPayment | ForgetPayment, Field(discriminator="type")
 ]
 
 SagaCommand = Annotated[

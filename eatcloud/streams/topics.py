@@ -7,7 +7,7 @@
 | order-events     | order_id    | the order's history: OrderPlaced ... OrderCancelled        |
 | stock-commands   | store_id    | AdjustStock, ExpireReservations                            |
 | stock-events     | store_id    | StockLevelsChanged, one per stock command (its lines)      |
-| payment-commands | order_id    | AuthorizePayment, VoidPayment, RefundPayment               |
+| payment-commands | order_id    | AuthorizePayment, VoidPayment, RefundPayment, ForgetPayment |
 | points-commands  | customer_id | ReservePoints, DeductPoints, ReleasePoints, AdjustPoints   |
 | <input>-dlq      | as input    | poison messages, with error headers and coordinates        |
 
@@ -50,7 +50,7 @@ _ROUTES: dict[type[r.Record], tuple[str, str]] = {
     **{k: (STOCK_COMMANDS, "store_id") for k in (r.ReleaseStock, r.AdjustStock)},
     r.ExpireReservations: (STOCK_COMMANDS, "store_id"),
     **{k: (PAYMENT_COMMANDS, "order_id") for k in (r.AuthorizePayment, r.VoidPayment)},
-    r.RefundPayment: (PAYMENT_COMMANDS, "order_id"),
+    **{k: (PAYMENT_COMMANDS, "order_id") for k in (r.RefundPayment, r.ForgetPayment)},
     r.StockLevelChanged: (STOCK_EVENTS, "store_id"),
     r.StockLevelsChanged: (STOCK_EVENTS, "store_id"),
 }

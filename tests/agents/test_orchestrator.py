@@ -337,3 +337,41 @@ async def test_a_replay_after_a_crash_that_kept_the_saga_but_lost_the_stock_rese
     assert levels(harness) == {"m1": (5, 2, 0), "m2": (5, 1, 0)}
     assert harness.saga("o1") == saga
     assert {s.type for s in harness.outbox.take()} >= {"OrderPlaced", "AuthorizePayment"}
+
+
+async def test_a_finished_saga_leaves_with_its_reservation_and_payment_after_its_retention(
+    harness: Harness, orchestrator: Any
+) -> None:
+    await shelve(harness, orchestrator, m1=5, m2=5)
+    for message in (
+        ORDER,
+        AUTHORIZED,
+        r.AcceptOrder(order_id="o1", store_id="s1"),
+        r.CompleteOrder(order_id="o1", store_id="s1"),
+    ):
+        await harness.deliver(orchestrator, message)
+    harness.outbox.clear()
+    done = harness.saga("o1")
+    assert done is not None and done.step is Step.DONE
+    assert harness.reservation("s1", "o1") is not None
+    retention = harness.settings.saga.retention_seconds
+
+    early = r.Timeout(order_id="o1", store_id="s1", step="done", deadline=done.updated_at)
+    await harness.deliver(orchestrator, early)  # not the deadline the saga set: ignored
+    assert harness.saga("o1") is not None and outputs(harness) == []
+
+    forget = early.model_copy(
+        update={"event_id": r.new_id(), "deadline": done.updated_at + retention}
+    )
+    await harness.deliver(orchestrator, forget)
+
+    assert (harness.saga("o1"), harness.reservation("s1", "o1")) == (None, None)
+    (payment,) = harness.outbox.take()
+    assert (payment.topic, payment.type, payment.key) == (
+        t.PAYMENT_COMMANDS,
+        "ForgetPayment",
+        b"o1",
+    )
+    assert levels(harness) == {"m1": (3, 0, 2), "m2": (4, 0, 1)}  # the ledger is untouched
+    ledger_entry = harness.tables.stock.entries.get("s1")
+    assert ledger_entry is not None and "o1" not in ledger_entry.last  # never written back
