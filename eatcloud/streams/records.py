@@ -191,8 +191,18 @@ class AdjustPoints(Record):
     reason: str = Field(default="", max_length=200)
 
 
+class ForgetPoints(Record):
+    """The order's saga has finished and left its table: its points hold may go too."""
+
+    type: Literal["ForgetPoints"] = "ForgetPoints"
+    order_id: Id
+    store_id: OptionalId = ""
+    customer_id: Id
+
+
 PointsCommand = Annotated[
-    ReservePoints | DeductPoints | ReleasePoints | AdjustPoints, Field(discriminator="type")
+    ReservePoints | DeductPoints | ReleasePoints | AdjustPoints | ForgetPoints,
+    Field(discriminator="type"),
 ]
 
 

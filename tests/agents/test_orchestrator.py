@@ -375,3 +375,32 @@ async def test_a_finished_saga_leaves_with_its_reservation_and_payment_after_its
     assert levels(harness) == {"m1": (3, 0, 2), "m2": (4, 0, 1)}  # the ledger is untouched
     ledger_entry = harness.tables.stock.entries.get("s1")
     assert ledger_entry is not None and "o1" not in ledger_entry.last  # never written back
+
+
+async def test_a_finished_saga_that_used_points_also_forgets_its_points_hold(
+    harness: Harness, orchestrator: Any
+) -> None:
+    await shelve(harness, orchestrator, m1=5, m2=5)
+    paid = AUTHORIZED.model_copy(update={"amount": 2500})
+    ids = {"order_id": "o1", "store_id": "s1"}
+    for message in (
+        WITH_POINTS,
+        r.PointsReserved(**ids),
+        paid,
+        r.PointsDeducted(**ids),
+        r.AcceptOrder(**ids),
+        r.CompleteOrder(**ids),
+    ):
+        await harness.deliver(orchestrator, message)
+    done = harness.saga("o1")
+    assert done is not None and done.step is Step.DONE, done
+    harness.outbox.clear()
+    deadline = done.updated_at + harness.settings.saga.retention_seconds
+
+    await harness.deliver(orchestrator, r.Timeout(**ids, step="done", deadline=deadline))
+
+    assert harness.saga("o1") is None
+    assert [(s.topic, s.type, s.key) for s in harness.outbox.take()] == [
+        (t.PAYMENT_COMMANDS, "ForgetPayment", b"o1"),
+        (t.POINTS_COMMANDS, "ForgetPoints", b"c1"),
+    ]
