@@ -20,7 +20,9 @@ only ever written by the handler. A deadline is not acted on while replies that 
 before it may still be queued behind a backlog (``Runtime.backlog_time``): an overloaded worker
 must not make more work for itself with timeouts of replies it simply has not read yet.
 A finished saga stays ``retention`` seconds (late replies still find it), then a ``Timeout``
-for step ``done`` deletes it, so the table does not grow with every order ever placed.
+for step ``done`` deletes it with its stock reservation, and ``ForgetPayment`` and
+``ForgetPoints`` delete its payment record and points hold, so the tables do not grow with
+every order ever placed (nor the time a rebalance or a recovery takes to read them).
 """
 
 from __future__ import annotations
@@ -155,10 +157,10 @@ def _saga_step(saga: Orchestrator, ctx: Context, message: Any) -> tuple[list[Any
     order_id = message.order_id
     state = ctx.get(saga.sagas, order_id)
     if isinstance(message, r.Timeout) and message.step == FORGET:
-        retained = state is not None and state.step is Step.DONE
-        if retained and message.deadline == state.updated_at + saga.deadlines.retention:  # type: ignore[union-attr]  # retained: not None
-            ctx.put(saga.sagas, order_id, None)
-        return [], []
+        due = None if state is None else state.updated_at + saga.deadlines.retention
+        if state is not None and state.step is Step.DONE and message.deadline == due:
+            return _forget(saga, ctx, message, state), []
+        return [], []  # gone already, or a stale Timeout of an earlier retention
     now = time.time()
     decision = decide(state, message, now, saga.policy)
     observe(state, message, decision, now)
@@ -166,6 +168,29 @@ def _saga_step(saga: Orchestrator, ctx: Context, message: Any) -> tuple[list[Any
         ctx.put(saga.sagas, order_id, decision.state)
         saga.deadlines.track(order_id, decision.state)
     return list(decision.commands), list(decision.events)
+
+
+def _forget(saga: Orchestrator, ctx: Context, timeout: r.Timeout, state: SagaState) -> list[Any]:
+    """Delete a finished saga and its reservation; the commands that delete its payment record
+    and its points hold."""
+    order_id, store_id = timeout.order_id, timeout.store_id
+    ctx.put(saga.sagas, order_id, None)
+    saga.stock.stores.forget(ctx, store_id, order_id)
+    forget: list[Any] = [
+        r.ForgetPayment(
+            event_id=r.derived_id(timeout.event_id, "payment"), order_id=order_id, store_id=store_id
+        )
+    ]
+    if state.order.points > 0:
+        forget.append(
+            r.ForgetPoints(
+                event_id=r.derived_id(timeout.event_id, "points"),
+                order_id=order_id,
+                store_id=store_id,
+                customer_id=state.order.customer_id,
+            )
+        )
+    return forget
 
 
 def handler(saga: Orchestrator) -> Handler[Any]:

@@ -4,6 +4,8 @@ Keyed by order_id. The order's payment record makes every command idempotent: a 
 authorize answers from the record without calling the gateway; a void or refund of a payment
 that was never authorized calls nothing and leaves a tombstone. The gateway itself is asked
 to be idempotent per order too, which covers a crash between its answer and our record.
+A ``ForgetPayment``, sent by the saga when it deletes a finished order after its retention,
+deletes the record, so the table does not grow with every order ever paid.
 The gateway is slow I/O: the runtime runs the orders of a batch concurrently
 (``concurrent=True``), each order's commands in order.
 """
@@ -33,6 +35,10 @@ class Payments:
 
 async def handle(pay: Payments, ctx: Context, command: Any) -> None:
     current = ctx.get(pay.payments, command.order_id)
+    if isinstance(command, r.ForgetPayment):  # the saga is gone: so goes its record
+        if current is not None:
+            ctx.put(pay.payments, command.order_id, None)
+        return
     action = plan(current, command.type)
     if action is Action.AUTHORIZE:
         answer = await pay.gateway.authorize(command.order_id, command.customer_id, command.amount)

@@ -2,7 +2,8 @@
 
 Reserve, deduct and release are idempotent per order through the hold record; a release
 touches only that order's hold. ``AdjustPoints`` grants or removes points outside orders and
-is recognised by its event_id when delivered twice.
+is recognised by its event_id when delivered twice. ``ForgetPoints``, sent by the saga when
+it deletes a finished order after its retention, deletes the order's hold.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ async def handle(pts: Points, ctx: Context, command: Any) -> None:
             update={"account": adjusted, "recent": entry.remembering(command.event_id)}
         )
         pts.accounts.save(ctx, customer, remembered, None, None)
+        return
+    if isinstance(command, r.ForgetPoints):  # the saga is gone: so goes its hold
+        pts.accounts.forget(ctx, customer, command.order_id)
         return
     hold = pts.accounts.record(ctx, customer, command.order_id)
     outcome = points.apply(entry.account, hold, command)

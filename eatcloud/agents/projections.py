@@ -23,7 +23,7 @@ from eatcloud.streams.codec import Decoder
 log = logging.getLogger(__name__)
 
 ORDER_EVENTS: Decoder[Any] = Decoder(r.OrderEventRecord)
-STOCK_EVENTS: Decoder[Any] = Decoder(r.StockLevelChanged)
+STOCK_EVENTS: Decoder[Any] = Decoder(r.StockEventRecord)
 BATCH, WITHIN = 500, 0.05
 ENDED = (r.OrderRejected, r.OrderCancelled)
 
@@ -81,4 +81,5 @@ def register(wiring: Wiring) -> None:
             batch = [record for record, _ in _decoded(events, STOCK_EVENTS)]
             async with pool.acquire() as conn:
                 await rm.apply_stock_events(conn, batch)
-            await gate.apply_all(redis, batch)  # the gate dedupes by event id itself
+            # line by line: the gate dedupes by the lines' own ids itself
+            await gate.apply_all(redis, r.stock_lines(batch))

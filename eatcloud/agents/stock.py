@@ -1,7 +1,7 @@
 """The stock step: one store's ledger per key, so a multi-line reservation needs no lock.
 
 ``step`` applies one stock command with the pure ledger functions, writes the store's ledger
-and the order's reservation record, appends one ``StockLevelChanged`` per touched line to
+and the order's reservation record, sends one ``StockLevelsChanged`` (every touched line) to
 ``stock-events`` and returns the saga's answer. It runs inside the orchestrator's agent
 (``orchestrator.handle``), which reads ``stock-commands`` too: the saga's own reserve, commit
 and release are local steps of its unit (their answer goes straight back into ``decide``),
@@ -112,23 +112,26 @@ def _record(
         entry = shop.stores.save(ctx, command.store_id, entry, order_id, outcome.reservation)
         if order_id is not None and outcome.reservation is not None:
             shop.held.track(command.store_id, order_id, outcome.reservation)
-    ctx.send(
-        *(
-            r.StockLevelChanged(
-                event_id=r.derived_id(command.event_id, f"line/{n}"),
+    if outcome.changes:
+        ctx.send(
+            r.StockLevelsChanged(
+                event_id=r.derived_id(command.event_id, "levels"),
                 store_id=command.store_id,
-                menu_id=change.menu_id,
-                change=change.change,
-                quantity=change.quantity,
                 order_id=order_id,
-                unlimited=change.item.unlimited,
-                on_hand=change.item.on_hand,
-                reserved=change.item.reserved,
-                sold=change.item.sold,
+                lines=tuple(
+                    r.StockLevel(
+                        menu_id=change.menu_id,
+                        change=change.change,
+                        quantity=change.quantity,
+                        unlimited=change.item.unlimited,
+                        on_hand=change.item.on_hand,
+                        reserved=change.item.reserved,
+                        sold=change.item.sold,
+                    )
+                    for change in outcome.changes
+                ),
             )
-            for n, change in enumerate(outcome.changes)
         )
-    )
     return entry
 
 

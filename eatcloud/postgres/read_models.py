@@ -92,11 +92,12 @@ async def apply_order_events(conn: Any, records: list[r.OrderEvent]) -> list[r.O
 
 
 async def apply_stock_events(
-    conn: Any, records: list[r.StockLevelChanged]
+    conn: Any, records: list[r.StockLevelChanged | r.StockLevelsChanged]
 ) -> list[r.StockLevelChanged]:
-    """Project a batch into stock_view (the ledger line after each event)."""
+    """Project a batch into stock_view (the ledger line after each event); the lines that
+    were new (one per line, ``records.stock_lines``, deduplicated by their ids)."""
     async with conn.transaction():
-        fresh = await _fresh(conn, STOCK_VIEW, records)
+        fresh = await _fresh(conn, STOCK_VIEW, r.stock_lines(records))
         last: dict[tuple[str, str], r.StockLevelChanged] = {}
         for event in fresh:
             if event.change is not r.StockChange.INSUFFICIENT:

@@ -42,7 +42,7 @@ async def rebuild(services: Services, progress: Progress = lambda *_: None) -> R
         )
     counts, skipped = {}, 0
     plan: list[tuple[str, Decoder[Any], Apply]] = [
-        (t.STOCK_EVENTS, Decoder(r.StockLevelChanged), rm.apply_stock_events),
+        (t.STOCK_EVENTS, Decoder(r.StockEventRecord), rm.apply_stock_events),
         (t.ORDER_EVENTS, Decoder(r.OrderEventRecord), rm.apply_order_events),
     ]
     for topic, decoder, apply in plan:

@@ -73,20 +73,13 @@ class Handler(Generic[M]):
 
 
 class Sink:
-    """Where a unit's records go: Faust's producer (tests swap in a recorder)."""
+    """Where a unit's records go, changelog records included: Faust's producer (tests swap in
+    a recorder)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
         self.producer: Any = None
         self._starting = asyncio.Lock()
-
-    def changelog(
-        self, table: Any, key: str, value: bytes | None, partition: int
-    ) -> Awaitable[Any]:
-        """Queue a table's changelog record (Faust records the changelog offset its store
-        holds once the broker has it); the returned future resolves on the broker's ack."""
-        ack: Awaitable[Any] = table.send_changelog(partition, key, value)
-        return ack
 
     async def produce(
         self, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
@@ -190,10 +183,11 @@ class Unit:
         """Write, send, and wait for the broker to acknowledge everything (or raise)."""
         rt = self.runtime
         pending: list[Awaitable[Any]] = []
+        changelogs: list[tuple[TableIO, int]] = []
         for (name, full_key), (table, value, partition) in self.writes.items():
-            written = rt.tables[name].write(full_key, table.encode(value), partition)
-            if written is not None:  # a failed changelog write must fail the unit too
-                pending.append(written)
+            io = rt.tables[name]
+            pending.append(await io.write(full_key, table.encode(value), partition))
+            changelogs.append((io, partition))
             rt.remember(table, full_key, value)
         prefix = rt.prefix
         for topic, partition, first, envelope in self.internal.records():
@@ -203,9 +197,15 @@ class Unit:
         for source, value, error in self.dead:
             pending.append(await rt.dead_letter(source, value, error))
         try:
-            await asyncio.gather(*pending)
+            acks = await asyncio.gather(*pending)
         except KafkaError as exc:
             raise InfrastructureError(f"the broker did not take a unit's output: {exc}") from exc
+        persisted: dict[tuple[TableIO, int], int] = {}
+        for where, ack in zip(changelogs, acks, strict=False):  # the changelogs come first
+            if ack is not None:  # None: a test's recording sink
+                persisted[where] = max(persisted.get(where, -1), ack.offset)
+        for (io, partition), offset in persisted.items():
+            io.persisted(partition, offset)
 
 
 class Runtime:

@@ -1,13 +1,16 @@
 """Direct access to a Faust table's store and changelog, by partition, for the adapter.
 
 Faust's own path costs about 120 µs per write here (a ``FutureMessage``, the changelog
-``send_soon`` and one RocksDB write of the persisted offset per record) and its reads look
-only in the partition of the "current event", which is meaningless for a unit made of records
-from several partitions. The adapter writes each key once per unit: the value into the store
-of the partition it belongs to, and the same bytes to that changelog partition through
-Faust's own changelog send (which keeps the persisted offset; the unit waits for its
-acknowledgement with its other outputs). The key and value encodings are Faust's own (JSON key,
-raw bytes), so Faust's recovery, standby replicas and ``faust tables`` read them as before.
+``send_soon`` through its producer buffer, a callback and one RocksDB write of the persisted
+offset per record) and its reads look only in the partition of the "current event", which is
+meaningless for a unit made of records from several partitions. The adapter writes each key
+once per unit: the value into the store of the partition it belongs to, and the same bytes
+straight to that changelog partition through the producer; once the broker has acknowledged
+the whole unit, it records the highest changelog offset of each partition as the store's
+persisted offset, once per partition instead of once per record (``persisted``), which is
+what Faust reads at start-up to replay only the changelog records its store does not have.
+The key and value encodings are Faust's own (JSON key, raw bytes), so Faust's recovery,
+standby replicas and ``faust tables`` read them as before.
 """
 
 from __future__ import annotations
@@ -15,11 +18,21 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Any
 
+from faust.types import TP
+
 
 class TableIO:
     def __init__(self, runtime: Any, table: Any) -> None:
         self.runtime = runtime
         self.table = table
+        self._changelog: str | None = None
+
+    @property
+    def changelog(self) -> str:
+        """The changelog topic's name (known once the app is configured)."""
+        if self._changelog is None:
+            self._changelog = self.table.changelog_topic.get_topic_name()
+        return self._changelog
 
     def key(self, key: str) -> bytes:
         encoded: bytes = self.table.data._encode_key(key)
@@ -33,12 +46,12 @@ class TableIO:
         found: bytes | None = store.data.get(key)  # memory:// keeps keys and values as they are
         return found
 
-    def write(self, key: str, value: bytes | None, partition: int) -> Awaitable[Any] | None:
-        """Set (None: delete) the key in the store and queue its changelog record; the
-        record's acknowledgement (None where a test sink records it)."""
+    async def write(self, key: str, value: bytes | None, partition: int) -> Awaitable[Any]:
+        """Set (None: delete) the key in the store and send its changelog record; the
+        record's acknowledgement (its metadata carries the changelog offset)."""
         store = self.table.data
+        encoded = self.key(key)
         if hasattr(store, "_db_for_partition"):
-            encoded = self.key(key)
             db = store._db_for_partition(partition)
             if value is None:
                 db.delete(encoded)
@@ -50,5 +63,11 @@ class TableIO:
             store.data.pop(key, None)
         else:
             store.data[key] = value
-        ack: Awaitable[Any] | None = self.runtime.sink.changelog(self.table, key, value, partition)
+        ack: Awaitable[Any] = await self.runtime.sink.produce(
+            self.changelog, encoded, value, partition, None
+        )
         return ack
+
+    def persisted(self, partition: int, offset: int) -> None:
+        """The store holds every changelog record of ``partition`` up to ``offset``."""
+        self.table.data.set_persisted_offset(TP(self.changelog, partition), offset)

@@ -6,9 +6,10 @@
 | saga-replies     | store_id    | payment and points replies (PaymentDeclined, ...)          |
 | order-events     | order_id    | the order's history: OrderPlaced ... OrderCancelled        |
 | stock-commands   | store_id    | AdjustStock, ExpireReservations                            |
-| stock-events     | store_id    | StockLevelChanged, one per ledger line change              |
-| payment-commands | order_id    | AuthorizePayment, VoidPayment, RefundPayment               |
-| points-commands  | customer_id | ReservePoints, DeductPoints, ReleasePoints, AdjustPoints   |
+| stock-events     | store_id    | StockLevelsChanged, one per stock command (its lines)      |
+| payment-commands | order_id    | AuthorizePayment, VoidPayment, RefundPayment, ForgetPayment |
+| points-commands  | customer_id | ReservePoints, DeductPoints, ReleasePoints, AdjustPoints,  |
+|                  |             | ForgetPoints                                               |
 | <input>-dlq      | as input    | poison messages, with error headers and coordinates        |
 
 ``order-commands``, ``saga-replies`` and ``stock-commands`` share key (the store) and
@@ -46,12 +47,14 @@ _ROUTES: dict[type[r.Record], tuple[str, str]] = {
     **{k: (ORDER_COMMANDS, "store_id") for k in (r.CompleteOrder, r.Timeout)},
     **{k: (POINTS_COMMANDS, "customer_id") for k in (r.ReservePoints, r.DeductPoints)},
     **{k: (POINTS_COMMANDS, "customer_id") for k in (r.ReleasePoints, r.AdjustPoints)},
+    r.ForgetPoints: (POINTS_COMMANDS, "customer_id"),
     **{k: (STOCK_COMMANDS, "store_id") for k in (r.ReserveStock, r.CommitStock)},
     **{k: (STOCK_COMMANDS, "store_id") for k in (r.ReleaseStock, r.AdjustStock)},
     r.ExpireReservations: (STOCK_COMMANDS, "store_id"),
     **{k: (PAYMENT_COMMANDS, "order_id") for k in (r.AuthorizePayment, r.VoidPayment)},
-    r.RefundPayment: (PAYMENT_COMMANDS, "order_id"),
+    **{k: (PAYMENT_COMMANDS, "order_id") for k in (r.RefundPayment, r.ForgetPayment)},
     r.StockLevelChanged: (STOCK_EVENTS, "store_id"),
+    r.StockLevelsChanged: (STOCK_EVENTS, "store_id"),
 }
 
 

@@ -126,6 +126,17 @@ class OwnedRecords(Generic[E, R]):
     def record(self, ctx: Context, owner: str, order_id: str) -> R | None:
         return ctx.get(self.records, scoped(owner, order_id))
 
+    def forget(self, ctx: Context, owner: str, order_id: str) -> None:
+        """Delete an order's record, and drop it from the owner's ``last`` so that no later
+        load writes it back. A crash between the two writes leaves the finished record in
+        place (garbage, never a wrong ledger)."""
+        entry = self.load(ctx, owner)
+        if order_id in entry.last:
+            last = {k: v for k, v in entry.last.items() if k != order_id}
+            ctx.put(self.entries, owner, entry.model_copy(update={"last": last}))
+        if self.record(ctx, owner, order_id) is not None:
+            ctx.put(self.records, scoped(owner, order_id), None)
+
     def save(self, ctx: Context, owner: str, entry: E, order_id: str | None, record: R | None) -> E:
         """Write the owner's value (carrying the unit's changed records), then the record."""
         last: dict[str, Any] = dict(entry.last) if entry.unit == ctx.unit.id else {}

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 from pydantic import BaseModel
 
 from eatcloud.agents import register
@@ -51,7 +52,7 @@ OUTPUT_DECODERS: dict[str, Decoder[Any]] = {
     t.SAGA_REPLIES: Decoder(r.SagaReply),
     t.ORDER_EVENTS: Decoder(r.OrderEventRecord),
     t.STOCK_COMMANDS: Decoder(r.StockCommand),
-    t.STOCK_EVENTS: Decoder(r.StockLevelChanged),
+    t.STOCK_EVENTS: Decoder(r.StockEventRecord),
     t.PAYMENT_COMMANDS: Decoder(r.PaymentCommand),
     t.POINTS_COMMANDS: Decoder(r.PointsCommand),
 }
@@ -130,16 +131,14 @@ class _RecordingSink:
     def __init__(self, outbox: Outbox, changelogs: dict[str, str], prefix: str) -> None:
         self.outbox, self.changelogs, self.prefix = outbox, changelogs, prefix
 
-    def changelog(self, table: Any, key: str, value: bytes | None, partition: int) -> None:
-        self.outbox.writes.append(
-            Write(self.changelogs[table.changelog_topic.get_topic_name()], key, value)
-        )
-
     async def produce(
         self, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
         headers: list[tuple[str, bytes]] | None,
     ) -> asyncio.Future[None]:  # fmt: skip
-        if True:
+        if topic in self.changelogs:
+            key_text = orjson.loads(key or b"null")
+            self.outbox.writes.append(Write(self.changelogs[topic], key_text, value))
+        else:
             name = topic[len(self.prefix) :]
             if wire.is_batch(value):
                 for item in wire.unpack(value or b""):

@@ -53,7 +53,7 @@ INBOXES = [
         "s1",
         b'{"type":"ReserveStock","order_id":"o1","store_id":"s1","lines":[]}',
         r.AdjustStock(store_id="s1", menu_id="m1", delta=5),
-        "StockLevelChanged",
+        "StockLevelsChanged",
     ),
     Inbox(
         "payment",

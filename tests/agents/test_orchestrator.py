@@ -52,7 +52,7 @@ def levels(harness: Harness) -> dict[str, tuple[int, int, int]]:
     return {menu: (item.on_hand, item.reserved, item.sold) for menu, item in items.items()}
 
 
-STOCK_MOVED = (t.STOCK_EVENTS, "StockLevelChanged", b"s1")
+STOCK_MOVED = (t.STOCK_EVENTS, "StockLevelsChanged", b"s1")  # one per stock command
 AUTHORIZED = r.PaymentAuthorized(order_id="o1", store_id="s1", amount=3500, authorization_id="a1")
 
 
@@ -66,7 +66,9 @@ async def test_places_an_order_by_reserving_its_stock_in_the_same_unit_and_askin
     authorize, placed, *moved = harness.outbox.take()  # our topics' envelopes go out first
     assert (placed.topic, placed.key, placed.type) == (t.ORDER_EVENTS, b"o1", "OrderPlaced")
     assert (placed.record.total_amount, placed.record.final_amount) == (3500, 3500)
-    assert [(m.topic, m.type, m.key) for m in moved] == [STOCK_MOVED, STOCK_MOVED]
+    assert [(m.topic, m.type, m.key) for m in moved] == [STOCK_MOVED]
+    lines = [(x.menu_id, x.change, x.quantity, x.reserved) for x in moved[0].record.lines]
+    assert lines == [("m1", "reserved", 2, 2), ("m2", "reserved", 1, 1)]
     assert (authorize.topic, authorize.key, authorize.type) == (
         t.PAYMENT_COMMANDS,
         b"o1",
@@ -97,14 +99,13 @@ async def test_walks_an_order_through_the_happy_path_step_by_step(
                 (t.PAYMENT_COMMANDS, "AuthorizePayment", b"o1"),
                 (t.ORDER_EVENTS, "OrderPlaced", b"o1"),
                 STOCK_MOVED,
-                STOCK_MOVED,
             ],
             OrderStatus.PENDING,
             Step.PAYMENT,
         ),
         (
             AUTHORIZED,
-            [STOCK_MOVED, STOCK_MOVED, (t.ORDER_EVENTS, "OrderPaid", b"o1")],
+            [STOCK_MOVED, (t.ORDER_EVENTS, "OrderPaid", b"o1")],
             OrderStatus.PAID,
             Step.STORE,
         ),
@@ -144,7 +145,7 @@ async def test_asks_for_the_amount_left_after_points_and_deducts_them_once_paid(
 
     await harness.deliver(orchestrator, r.PointsReserved(order_id="o1", store_id="s1"))
     authorize, *moved = harness.outbox.take()
-    assert [m.type for m in moved] == ["StockLevelChanged"] * 2
+    assert [(m.type, len(m.record.lines)) for m in moved] == [("StockLevelsChanged", 2)]
     assert (authorize.type, authorize.record.amount) == ("AuthorizePayment", 2500)
     await harness.deliver(orchestrator, AUTHORIZED.model_copy(update={"amount": 2500}))
 
@@ -221,7 +222,8 @@ async def test_rejects_the_order_in_the_same_unit_when_its_stock_is_short(
 
     placed, short, rejected = harness.outbox.take()
     assert placed.type == "OrderPlaced"
-    assert (short.type, short.record.menu_id) == ("StockLevelChanged", "m1")  # what ran out
+    assert short.type == "StockLevelsChanged"
+    assert [x.menu_id for x in short.record.lines] == ["m1"]  # what ran out
     assert (rejected.topic, rejected.type, rejected.record.reason) == (
         t.ORDER_EVENTS,
         "OrderRejected",
@@ -244,7 +246,7 @@ async def test_releases_the_stock_when_the_payment_is_declined_then_rejects_the_
         orchestrator, r.PaymentDeclined(order_id="o1", store_id="s1", reason="card_declined")
     )
 
-    assert outputs(harness) == [STOCK_MOVED, STOCK_MOVED, (t.ORDER_EVENTS, "OrderRejected", b"o1")]
+    assert outputs(harness) == [STOCK_MOVED, (t.ORDER_EVENTS, "OrderRejected", b"o1")]
     saga = harness.saga("o1")
     assert saga is not None
     assert (saga.status, saga.reason) == (OrderStatus.REJECTED, "card_declined")
@@ -262,7 +264,6 @@ async def test_a_customer_cancel_gives_the_stock_back_at_once_and_waits_for_the_
     await harness.deliver(orchestrator, cancel)
     assert outputs(harness) == [
         (t.PAYMENT_COMMANDS, "VoidPayment", b"o1"),
-        STOCK_MOVED,
         STOCK_MOVED,
     ]
     assert levels(harness) == {"m1": (5, 0, 0), "m2": (5, 0, 0)}
@@ -307,7 +308,7 @@ async def test_outputs_carry_their_event_id_and_the_trace_headers_of_their_cause
     await harness.deliver(orchestrator, ORDER, headers=trace)
 
     sent = harness.outbox.take()
-    assert len(sent) == 4
+    assert len(sent) == 3  # AuthorizePayment, OrderPlaced, the reservation's StockLevelsChanged
     for one in sent:
         assert one.headers == {
             "event_id": one.record.event_id.encode(),
@@ -336,3 +337,70 @@ async def test_a_replay_after_a_crash_that_kept_the_saga_but_lost_the_stock_rese
     assert levels(harness) == {"m1": (5, 2, 0), "m2": (5, 1, 0)}
     assert harness.saga("o1") == saga
     assert {s.type for s in harness.outbox.take()} >= {"OrderPlaced", "AuthorizePayment"}
+
+
+async def test_a_finished_saga_leaves_with_its_reservation_and_payment_after_its_retention(
+    harness: Harness, orchestrator: Any
+) -> None:
+    await shelve(harness, orchestrator, m1=5, m2=5)
+    for message in (
+        ORDER,
+        AUTHORIZED,
+        r.AcceptOrder(order_id="o1", store_id="s1"),
+        r.CompleteOrder(order_id="o1", store_id="s1"),
+    ):
+        await harness.deliver(orchestrator, message)
+    harness.outbox.clear()
+    done = harness.saga("o1")
+    assert done is not None and done.step is Step.DONE
+    assert harness.reservation("s1", "o1") is not None
+    retention = harness.settings.saga.retention_seconds
+
+    early = r.Timeout(order_id="o1", store_id="s1", step="done", deadline=done.updated_at)
+    await harness.deliver(orchestrator, early)  # not the deadline the saga set: ignored
+    assert harness.saga("o1") is not None and outputs(harness) == []
+
+    forget = early.model_copy(
+        update={"event_id": r.new_id(), "deadline": done.updated_at + retention}
+    )
+    await harness.deliver(orchestrator, forget)
+
+    assert (harness.saga("o1"), harness.reservation("s1", "o1")) == (None, None)
+    (payment,) = harness.outbox.take()
+    assert (payment.topic, payment.type, payment.key) == (
+        t.PAYMENT_COMMANDS,
+        "ForgetPayment",
+        b"o1",
+    )
+    assert levels(harness) == {"m1": (3, 0, 2), "m2": (4, 0, 1)}  # the ledger is untouched
+    ledger_entry = harness.tables.stock.entries.get("s1")
+    assert ledger_entry is not None and "o1" not in ledger_entry.last  # never written back
+
+
+async def test_a_finished_saga_that_used_points_also_forgets_its_points_hold(
+    harness: Harness, orchestrator: Any
+) -> None:
+    await shelve(harness, orchestrator, m1=5, m2=5)
+    paid = AUTHORIZED.model_copy(update={"amount": 2500})
+    ids = {"order_id": "o1", "store_id": "s1"}
+    for message in (
+        WITH_POINTS,
+        r.PointsReserved(**ids),
+        paid,
+        r.PointsDeducted(**ids),
+        r.AcceptOrder(**ids),
+        r.CompleteOrder(**ids),
+    ):
+        await harness.deliver(orchestrator, message)
+    done = harness.saga("o1")
+    assert done is not None and done.step is Step.DONE, done
+    harness.outbox.clear()
+    deadline = done.updated_at + harness.settings.saga.retention_seconds
+
+    await harness.deliver(orchestrator, r.Timeout(**ids, step="done", deadline=deadline))
+
+    assert harness.saga("o1") is None
+    assert [(s.topic, s.type, s.key) for s in harness.outbox.take()] == [
+        (t.PAYMENT_COMMANDS, "ForgetPayment", b"o1"),
+        (t.POINTS_COMMANDS, "ForgetPoints", b"c1"),
+    ]

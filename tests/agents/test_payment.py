@@ -193,3 +193,18 @@ async def test_the_simulated_gateway_declines_amounts_ending_in_its_decline_cent
         assert (sent.type, getattr(sent.record, "reason", None)) == (reply, reason)
     finally:
         harness.close()
+
+
+async def test_a_forget_deletes_the_payment_record_and_answers_nothing(
+    harness: Harness, payment: Any, gateway: FakeGateway
+) -> None:
+    await harness.deliver(payment, AUTHORIZE)
+    harness.outbox.clear()
+
+    forget = r.ForgetPayment(order_id="o1", store_id="s1")
+    await harness.deliver(payment, forget)
+    await harness.deliver(payment, forget)  # redelivered: nothing left to delete
+
+    assert harness.payment("o1") is None
+    assert harness.outbox.take() == []
+    assert gateway.calls == [("authorize", "o1")]

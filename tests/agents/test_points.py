@@ -172,3 +172,22 @@ async def test_a_release_before_the_reserve_leaves_a_tombstone_the_late_reserve_
     assert harness.account("c1") == PointsAccount(balance=100, held=0)
     hold = harness.hold("c1", "o1")
     assert hold is not None and hold.status is HoldStatus.RELEASED
+
+
+async def test_a_forget_deletes_the_orders_hold_and_leaves_the_account_alone(
+    harness: Harness, points: Any
+) -> None:
+    await grant(harness, points, 100)
+    await harness.deliver(points, RESERVE)
+    await harness.deliver(points, r.DeductPoints(order_id="o1", store_id="s1", customer_id="c1"))
+    harness.outbox.clear()
+
+    forget = r.ForgetPoints(order_id="o1", store_id="s1", customer_id="c1")
+    await harness.deliver(points, forget)
+    await harness.deliver(points, forget)  # redelivered: nothing left to delete
+
+    assert harness.hold("c1", "o1") is None
+    assert harness.account("c1") == PointsAccount(balance=70, held=0)
+    entry = harness.tables.points.entries.get("c1")
+    assert entry is not None and "o1" not in entry.last  # no later load writes it back
+    assert harness.outbox.take() == []

@@ -54,8 +54,8 @@ async def test_an_adjustment_stocks_the_shelf_and_reports_the_new_level(
     item = harness.ledger("s1").items["m1"]
     assert (item.on_hand, item.reserved, item.baseline) == (10, 0, 10)
     (level,) = harness.outbox.take()
-    assert (level.topic, level.key, level.type) == (t.STOCK_EVENTS, b"s1", "StockLevelChanged")
-    change = level.record
+    assert (level.topic, level.key, level.type) == (t.STOCK_EVENTS, b"s1", "StockLevelsChanged")
+    (change,) = level.record.lines
     assert (change.change, change.quantity, change.on_hand) == ("adjusted", 10, 10)
 
 
@@ -100,8 +100,8 @@ async def test_reserves_every_line_and_answers_stock_reserved(harness: Harness, 
     ttl = harness.settings.saga.reservation_ttl_seconds
     assert reservation.expires_at == RESERVE.occurred_at + ttl
     assert reservation.expires_at > 0
-    levels = [s for s in harness.outbox.sent if s.topic == t.STOCK_EVENTS]
-    assert [(s.record.menu_id, s.record.change) for s in levels] == [
+    (moved,) = [s for s in harness.outbox.sent if s.topic == t.STOCK_EVENTS]  # one per command
+    assert [(x.menu_id, x.change) for x in moved.record.lines] == [
         ("m1", "reserved"),
         ("m2", "reserved"),
     ]
@@ -137,8 +137,8 @@ async def test_rejects_a_reservation_it_cannot_fill_in_full_and_holds_nothing(
     assert (ledger.items["m1"].reserved, ledger.items["m2"].reserved) == (0, 0)
     reservation = harness.reservation("s1", "o1")
     assert reservation is not None and reservation.status is ReservationStatus.REJECTED
-    levels = [s for s in harness.outbox.sent if s.topic == t.STOCK_EVENTS]
-    assert [(s.record.menu_id, s.record.change) for s in levels] == [("m1", "insufficient")]
+    (short,) = [s for s in harness.outbox.sent if s.topic == t.STOCK_EVENTS]
+    assert [(x.menu_id, x.change) for x in short.record.lines] == [("m1", "insufficient")]
     reply = reply_to(RESERVE, harness)
     assert (reply.type, reply.record.reason, reply.record.short) == (
         "StockRejected",
@@ -208,8 +208,8 @@ async def test_a_release_gives_the_reserved_units_back(harness: Harness, stock: 
     reservation = harness.reservation("s1", "o1")
     assert reservation is not None
     assert (reservation.status, reservation.reason) == (ReservationStatus.RELEASED, "card_declined")
-    levels = [s.record.change for s in harness.outbox.sent if s.topic == t.STOCK_EVENTS]
-    assert levels == ["released", "released"]
+    (moved,) = [s.record for s in harness.outbox.sent if s.topic == t.STOCK_EVENTS]
+    assert [x.change for x in moved.lines] == ["released", "released"]
     assert reply_to(release, harness).type == "StockReleased"
 
 
@@ -249,7 +249,8 @@ async def test_expires_reservations_past_their_ttl_and_then_refuses_to_commit_th
     assert (expired.status, expired.reason) == (ReservationStatus.RELEASED, "expired")
     assert harness.ledger("s1").items["m1"].reserved == 0
     sent = harness.outbox.take()
-    assert [(s.topic, s.record.change) for s in sent] == [(t.STOCK_EVENTS, "expired")] * 2
+    assert [s.topic for s in sent] == [t.STOCK_EVENTS]  # the one order that was still held
+    assert [x.change for x in sent[0].record.lines] == ["expired"] * 2
 
     commit = r.CommitStock(order_id="o1", store_id="s1")
     await harness.deliver(stock, commit)

@@ -83,6 +83,40 @@ async def test_a_projection_applies_each_event_once_however_often_it_is_delivere
     assert dict(sales) == {"orders": 1, "revenue": 11_000}
 
 
+async def test_a_stock_event_projects_each_of_its_lines_once_however_often_it_is_delivered(
+    api: Api,
+) -> None:
+    store = f"s-{uuid.uuid4().hex[:8]}"
+
+    def levels(on_hand: int, reserved: int, change: r.StockChange) -> r.StockLevel:
+        return r.StockLevel(
+            menu_id="m1", change=change, quantity=1, on_hand=on_hand, reserved=reserved, sold=0
+        )
+
+    def line_two(reserved: int) -> r.StockLevel:
+        return r.StockLevel(
+            menu_id="m2", change=r.StockChange.RESERVED, quantity=2, on_hand=9,
+            reserved=reserved, sold=0,
+        )  # fmt: skip
+
+    reserved = r.StockLevelsChanged(
+        store_id=store, order_id="o1", lines=(levels(5, 1, r.StockChange.RESERVED), line_two(2))
+    )
+    released = r.StockLevelsChanged(
+        store_id=store, order_id="o1", lines=(levels(5, 0, r.StockChange.RELEASED),)
+    )
+    async with api.pool.acquire() as conn:
+        first = await rm.apply_stock_events(conn, [reserved])
+        again = await rm.apply_stock_events(conn, [reserved, released])  # a redelivery, and more
+        rows = await conn.fetch(
+            "SELECT menu_id, on_hand, reserved FROM stock_view WHERE store_id = $1 ORDER BY 1",
+            store,
+        )
+    assert [(e.menu_id, e.change) for e in first] == [("m1", "reserved"), ("m2", "reserved")]
+    assert [(e.menu_id, e.change) for e in again] == [("m1", "released")]
+    assert [tuple(row) for row in rows] == [("m1", 5, 0), ("m2", 9, 2)]
+
+
 async def test_one_review_per_completed_order_and_the_store_ratings(api: Api) -> None:
     customer, order = await _placed_order(api)
     auth = bearer(customer["access_token"])
