@@ -68,6 +68,11 @@ class WorkerSettings(_Group):
     # unit, waiting at most ``batch_within_ms`` for more before they run what they have.
     batch_records: int = Field(default=200, ge=1, le=10_000)
     batch_within_ms: float = Field(default=10.0, gt=0, le=1_000)
+    # Decoded table values the saga's handlers keep in memory (values this worker wrote or
+    # read), the oldest written first out. Each is a few dozen Python objects that the cyclic
+    # garbage collector walks in every full collection, so the pause grows with this number
+    # (docs/benchmarks.md: about 5 ms per 1,000 values here).
+    cached_values: int = Field(default=10_000, ge=0, le=1_000_000)
 
 
 class SagaSettings(_Group):

@@ -72,6 +72,7 @@ def register(app: Any, services: Services) -> Wiring:
         partitions=kafka.topic_partitions,
         batch=worker.batch_records,
         within=worker.batch_within_ms / 1000,
+        cached=worker.cached_values,
     )
     topics = t.declare(app, t.TopicNames(kafka.topic_prefix), kafka.topic_partitions)
     declared = tables.declare(runtime)

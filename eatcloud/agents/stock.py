@@ -115,7 +115,7 @@ def _record(
     if outcome.changes:
         ctx.send(
             r.StockLevelsChanged(
-                event_id=r.derived_id(command.event_id, "levels"),
+                event_id=levels_id(command.event_id),
                 store_id=command.store_id,
                 order_id=order_id,
                 lines=tuple(
@@ -133,6 +133,11 @@ def _record(
             )
         )
     return entry
+
+
+def levels_id(command_id: str) -> str:
+    """The id of the ``StockLevelsChanged`` a stock command causes (the same on a replay)."""
+    return r.derived_id(command_id, "levels")
 
 
 def _expire(shop: Stock, ctx: Context, command: r.ExpireReservations, entry: StockEntry) -> None:

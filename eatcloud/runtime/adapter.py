@@ -211,7 +211,9 @@ class Unit:
 class Runtime:
     """Runs handlers on a Faust app; built once per worker by the composition root."""
 
-    def __init__(self, app: Any, *, prefix: str, partitions: int, batch: int, within: float):
+    def __init__(
+        self, app: Any, *, prefix: str, partitions: int, batch: int, within: float, cached: int
+    ):
         self.app = app
         self.prefix = prefix
         self.partitions = partitions
@@ -221,8 +223,9 @@ class Runtime:
         # What a unit that failed half way does: end the worker (agent tests swap it).
         self.stop: Callable[[str, BaseException], None] = stop_the_worker
         self.tables: dict[str, TableIO] = {}
+        # Decoded values by (table, full key), the least recently written first.
         self._cache: dict[tuple[str, str], Any] = {}
-        self.cache_limit = 200_000
+        self.cache_limit = cached
         # At most this many messages per unit: an owner's ``last`` of 1,000 records is ~200 KB.
         self.unit_messages = 1_000
         # The offset and timestamp of the last record each input partition processed.
@@ -256,9 +259,14 @@ class Runtime:
         return decoded
 
     def remember(self, table: RecordTable[Any], key: str, value: Any) -> None:
-        if len(self._cache) >= self.cache_limit:
-            self._cache.clear()
-        self._cache[(table.name, key)] = value
+        where = (table.name, key)
+        cache = self._cache
+        cache.pop(where, None)  # to the end: the oldest write is evicted first
+        if self.cache_limit <= 0:
+            return
+        if len(cache) >= self.cache_limit:
+            del cache[next(iter(cache))]
+        cache[where] = value
 
     async def _forget(self, *_: Any, **__: Any) -> None:
         """Partitions moved: values cached from them may be changed by another worker now."""

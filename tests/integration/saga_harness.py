@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from eatcloud.agents import SAGA_ONLY_ENV
+from eatcloud.agents import SAGA_ONLY_ENV, stock
 from eatcloud.streams import records as r
 from eatcloud.streams import topics as t
 from eatcloud.streams.codec import encode
@@ -128,7 +128,15 @@ class Bus:
                         message["_raw"] = raw
                         self.seen[topic].append(message)
                     continue
-                value["_headers"] = {k: v.decode() for k, v in rec.headers or ()}
+                headers = {k: v.decode() for k, v in rec.headers or ()}
+                if value.get("type") == "StockLevelsChanged":  # one line each, as readers see
+                    lines = r.stock_lines([r.StockLevelsChanged.model_validate(value)])
+                    for line in lines:
+                        line_value = line.model_dump(mode="json")
+                        line_value.update(_headers=headers, _raw=rec.value)
+                        self.seen[topic].append(line_value)
+                    continue
+                value["_headers"] = headers
                 value["_raw"] = rec.value
                 self.seen[topic].append(value)
         return self.seen[topic]
@@ -183,7 +191,7 @@ class Bus:
         the store travel on another topic (``order-commands``), so one sent right after could
         otherwise be decided first, against an empty shelf."""
         await self.send(*adjustments)
-        applied = {r.derived_id(a.event_id, "line/0") for a in adjustments}
+        applied = {_line(a, 0) for a in adjustments}
         await self.wait(
             t.STOCK_EVENTS, lambda vs: applied <= {v.get("event_id") for v in vs}, within
         )
@@ -192,7 +200,7 @@ class Bus:
         """The item's ledger as the stock agent holds it now (read back through a 0 adjust)."""
         probe = r.AdjustStock(store_id=store_id, menu_id=menu_id, delta=0, reason="probe")
         await self.send(probe)
-        answer = r.derived_id(probe.event_id, "line/0")
+        answer = _line(probe, 0)
         values = await self.wait(
             t.STOCK_EVENTS, lambda vs: any(v.get("event_id") == answer for v in vs), within
         )
@@ -205,6 +213,11 @@ class Bus:
             within,
         )
         return next(v for v in values if v.get("order_id") == order_id and v["type"] == event_type)
+
+
+def _line(command: r.Record, n: int) -> str:
+    """The id of the ``n``-th line of the stock event a stock command causes."""
+    return r.derived_id(stock.levels_id(command.event_id), f"line/{n}")
 
 
 def _brief(value: dict[str, Any]) -> str:

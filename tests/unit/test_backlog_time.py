@@ -33,7 +33,7 @@ class _App:
 
 def runtime(highwater: int | None, committed: int | None) -> Runtime:
     app = _App(_Consumer(highwater, committed))
-    return Runtime(app, prefix="p-", partitions=4, batch=10, within=0.01)
+    return Runtime(app, prefix="p-", partitions=4, batch=10, within=0.01, cached=10)
 
 
 def test_a_partition_read_to_its_end_since_the_rebalance_is_caught_up() -> None:
