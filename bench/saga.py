@@ -15,7 +15,9 @@ store accepts and completes each order as soon as it sees OrderPaid. Records are
 the checkout's outbox relay would (``eatcloud.runtime.wire.encode_batches`` if it has one).
 
 Measures orders/s to a terminal state and to PAID, command -> PAID latency and the workers'
-CPU per order; checks that no item was oversold and that every order ended exactly once. A raw
+CPU per order, and counts the saga Timeouts the workers sent (none is due when every
+participant answers: each is a stale one); checks that no item was oversold and that every
+order ended exactly once. A raw
 aiokafka consume->produce pipe in the same run is the baseline. Prints readable lines, then one
 JSON line. Needs the local stack (``make stack-up``). A benchmark, not a test.
 """
@@ -258,6 +260,28 @@ class Observer:
                     raise SystemExit("timed out reading stock-events to their end")
                 await asyncio.sleep(0.1)
 
+    async def timeouts(self, bootstrap: str) -> int:
+        """The saga ``Timeout`` commands the workers sent (to ``order-commands``): none is due
+        in a run where every participant answers, so each one is a deadline that fired on a
+        reply that was only queued (a stale timeout)."""
+        consumer = common.consumer(bootstrap, self.prefix + t.ORDER_COMMANDS)
+        await consumer.start()
+        try:
+            await consumer.getmany(timeout_ms=500)  # joins its partitions
+            ends = await consumer.end_offsets(list(consumer.assignment()))
+            await consumer.seek_to_beginning()
+            found = 0
+            deadline = time.monotonic() + 120
+            while any([await consumer.position(tp) < end for tp, end in ends.items()]):
+                if time.monotonic() > deadline:
+                    raise SystemExit("timed out reading order-commands to their end")
+                for records in (await consumer.getmany(timeout_ms=200)).values():
+                    for rec in records:
+                        found += rec.value.count(b'"type":"Timeout"')
+            return found
+        finally:
+            await consumer.stop()
+
     def oversold(self, stock: dict[Key, int], orders: Iterable[r.PlaceOrder]) -> int:
         """Items whose last ledger is off, or whose paid orders took more than their stock."""
         ledger = self.ledger.items()
@@ -332,6 +356,7 @@ async def run_saga(args: argparse.Namespace) -> dict[str, Any]:
             "max_ms": 1000 * latencies[-1],
             "oversold": obs.oversold(stock, [*warm, *orders]),
             "duplicates": obs.duplicates(),
+            "timeouts": await obs.timeouts(args.bootstrap),
             "paid": len(paid),
             "double_paid": sum(1 for ids in obs.paid_ids.values() if len(ids) > 1),
             "redelivered": obs.redelivered,
@@ -372,7 +397,8 @@ def report(args: argparse.Namespace, s: dict[str, Any], pipe: float, commit: str
     print(
         f"      workers' CPU: {s['cpu_ms_per_order']:.2f} ms/order ({s['cpu_s']:.1f} s in "
         f"{s['measured_s']:.1f} s); oversold items: {s['oversold']}; orders ended twice: "
-        f"{s['duplicates']}, paid twice: {s['double_paid']}; redelivered: {s['redelivered']}"
+        f"{s['duplicates']}, paid twice: {s['double_paid']}; redelivered: {s['redelivered']}; "
+        f"saga timeouts sent: {s['timeouts']}"
     )
     ratio = s["orders_per_s"] / (pipe / 8)
     print(f"pipe: {pipe:.0f} msgs/s raw aiokafka consume->produce (decode + encode each)")
