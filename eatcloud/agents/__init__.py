@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from faust.exceptions import NotReady
+
 from eatcloud import tables
 from eatcloud.agents import (
     forwarder,
@@ -104,9 +106,18 @@ def register(app: Any, services: Services) -> Wiring:
 
     @app.task  # type: ignore[untyped-decorator]  # faust is untyped
     async def declare_topics() -> None:
-        """Create every topic with our partition count, before anything is sent to one."""
+        """Create every missing topic with our partition count (next to the agents, as soon
+        as the worker is ready). A worker told to stop meanwhile ends it quietly: its producer
+        may be gone already, and a stop must end with status 0, not as a crash."""
         for topic in topics.values():
-            await topic.maybe_declare()
+            if app.should_stop:
+                return
+            try:
+                await topic.maybe_declare()
+            except NotReady:
+                if app.should_stop:
+                    return
+                raise
 
     @app.task  # type: ignore[untyped-decorator]  # faust is untyped
     async def close_services_on_stop() -> None:
