@@ -27,6 +27,13 @@ async def grant(harness: Harness, agent: Any, amount: int) -> None:
     harness.outbox.clear()
 
 
+async def spend(harness: Harness, agent: Any) -> None:
+    """Give customer c1 100 points and spend 30 of them on order o1 (reserve, then deduct)."""
+    await grant(harness, agent, 100)
+    await harness.deliver(agent, RESERVE)
+    await harness.deliver(agent, r.DeductPoints(order_id="o1", store_id="s1", customer_id="c1"))
+
+
 def reply_to(command: Any, harness: Harness) -> Any:
     """The one message sent, checked to be the saga reply keyed and named for ``command``."""
     (reply,) = harness.outbox.take()
@@ -150,9 +157,7 @@ async def test_a_release_frees_only_that_orders_hold(harness: Harness, points: A
 async def test_a_release_after_the_deduction_gives_the_points_back(
     harness: Harness, points: Any
 ) -> None:
-    await grant(harness, points, 100)
-    await harness.deliver(points, RESERVE)
-    await harness.deliver(points, r.DeductPoints(order_id="o1", store_id="s1", customer_id="c1"))
+    await spend(harness, points)
 
     await harness.deliver(points, r.ReleasePoints(order_id="o1", store_id="s1", customer_id="c1"))
 
@@ -177,9 +182,7 @@ async def test_a_release_before_the_reserve_leaves_a_tombstone_the_late_reserve_
 async def test_a_forget_deletes_the_orders_hold_and_leaves_the_account_alone(
     harness: Harness, points: Any
 ) -> None:
-    await grant(harness, points, 100)
-    await harness.deliver(points, RESERVE)
-    await harness.deliver(points, r.DeductPoints(order_id="o1", store_id="s1", customer_id="c1"))
+    await spend(harness, points)
     harness.outbox.clear()
 
     forget = r.ForgetPoints(order_id="o1", store_id="s1", customer_id="c1")
