@@ -1,22 +1,28 @@
-"""The stock and points ledgers under random command sequences over several orders.
+"""The stock and points handlers' ledgers under random command sequences over several orders.
 
-Each machine keeps the records the agent would keep (one per order) and a small model of
-what the counts must be; after every step the ledger's invariants hold and its counts agree
-with the open records.
+Each machine sends its handler (the orchestrator's stock step, the points handler) any
+command of a few orders, adjustments, and for stock the expiry timer's sweeps, which may
+arrive after later commands, through ``driver.Agents``; it keeps a small model of what the
+counts must be. After every step the ledger's invariants hold and its counts agree with the
+open records; the last command delivered again, or any adjustment, changes nothing.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from eatcloud.domain import points, stock
 from eatcloud.domain.points import Hold, HoldStatus, PointsAccount
-from eatcloud.domain.stock import Reservation, ReservationStatus, StoreStock
+from eatcloud.domain.saga import SagaPolicy
+from eatcloud.domain.stock import ItemStock, Reservation, ReservationStatus, StoreStock, is_expired
+from eatcloud.streams import records as r
 from eatcloud.streams.records import StockLine
+from tests.property.driver import Agents, Effects
 
-ORDERS = st.sampled_from(["order-1", "order-2", "order-3", "order-4", "store", "items"])
+ORDERS = st.sampled_from(["order-1", "order-2", "order-3", "order-4", "store", "items", "ledger"])
 MENUS = ("burger", "fries", "soda")
 LINES = st.lists(
     st.builds(
@@ -27,17 +33,61 @@ LINES = st.lists(
     min_size=1,
     max_size=3,
 )
+STORE = "store-1"
+CUSTOMER = "customer-1"
+TTL = 20.0
 SETTINGS = settings(max_examples=150, stateful_step_count=40, deadline=None)
 
 
-class StockLedgerMachine(RuleBasedStateMachine):
+class LedgerMachine(RuleBasedStateMachine):
+    """Sends commands to the handlers and keeps them for delivering again."""
+
     def __init__(self) -> None:
         super().__init__()
-        self.store = StoreStock()
-        self.reservations: dict[str, Reservation] = {}
+        self.now = 0.0
+        self.agents = Agents(SagaPolicy(), TTL, lambda: self.now)
+        self.handled: list[r.Record] = []
+        self.serial = 0
+
+    def next_id(self, kind: str) -> str:
+        self.serial += 1
+        return f"{kind}-{self.serial}"
+
+    def send(self, command: r.Record) -> Effects:
+        self.handled.append(command)
+        return self.agents.deliver(command)
+
+    def reply(self, effects: Effects) -> str:
+        (reply,) = (s for s in effects.sends if isinstance(s, r.Reply))
+        kind: str = reply.type  # type: ignore[attr-defined]
+        return kind
+
+    @precondition(lambda self: self.handled)
+    @rule(n=st.integers(0, 100))
+    def deliver_again(self, n: int) -> None:
+        """The last command again (redelivered after a crash) or any adjustment again (known
+        by its id): neither changes anything."""
+        adjustments = [c for c in self.handled if isinstance(c, r.AdjustStock | r.AdjustPoints)]
+        again = [self.handled[-1], *adjustments]
+        command = again[n % len(again)]
+        effects = self.agents.deliver(command)
+        assert not effects.changed, f"a repeated {command.type} changed the ledger"  # type: ignore[attr-defined]
+
+
+class StockLedgerMachine(LedgerMachine):
+    def __init__(self) -> None:
+        super().__init__()
         self.baseline: dict[str, int] = {}
         self.counted: dict[str, dict[str, int]] = {}  # order -> units it took from counts
-        self.now = 0.0
+        self.sweeps: list[r.ExpireReservations] = []  # on their way
+
+    @property
+    def store(self) -> StoreStock:
+        return self.agents.ledger(STORE)
+
+    @property
+    def reservations(self) -> dict[str, Reservation]:
+        return self.agents.reservations(STORE)
 
     @initialize(
         shelf=st.fixed_dictionaries({m: st.integers(0, 4) for m in MENUS}),
@@ -47,47 +97,60 @@ class StockLedgerMachine(RuleBasedStateMachine):
         for menu_id, quantity in shelf.items():
             self.adjust(menu_id, quantity, True if menu_id == unlimited else None)
 
-    def keep(self, order_id: str, outcome: stock.Outcome) -> None:
-        self.store = outcome.store
-        if outcome.reservation is not None:
-            self.reservations[order_id] = outcome.reservation
-
-    @rule(order_id=ORDERS, lines=LINES, ttl=st.sampled_from([5.0, 10.0, 20.0]))
-    def reserve(self, order_id: str, lines: list[StockLine], ttl: float) -> None:
+    @rule(order_id=ORDERS, lines=LINES, late=st.sampled_from([0.0, 10.0, 15.0]))
+    def reserve(self, order_id: str, lines: list[StockLine], late: float) -> None:
+        """A reserve sent ``late`` seconds ago: its reservation has TTL - late seconds left."""
         before, current = self.store, self.reservations.get(order_id)
         counted: dict[str, int] = {}
         for line in lines:
             item = before.items.get(line.menu_id)
             if item is not None and not item.unlimited:
                 counted[line.menu_id] = counted.get(line.menu_id, 0) + line.quantity
-        outcome = stock.reserve(before, current, order_id, tuple(lines), self.now + ttl)
-        self.keep(order_id, outcome)
+        command = r.ReserveStock(
+            event_id=self.next_id("reserve"),
+            occurred_at=self.now - late,
+            order_id=order_id,
+            store_id=STORE,
+            lines=tuple(lines),
+        )
+        reply = self.reply(self.send(command))
+        after = self.reservations.get(order_id)
         if current is not None:
-            assert outcome.store is before and outcome.reservation is None, "not idempotent"
+            assert (self.store, after) == (before, current), "not idempotent"
             return
-        assert outcome.reservation is not None
-        if outcome.reservation.status is ReservationStatus.RESERVED:
+        assert after is not None
+        if after.status is ReservationStatus.RESERVED:
+            assert reply == "StockReserved"
             self.counted[order_id] = counted
         else:
-            assert outcome.store is before, "a refused reserve changed the counts"
+            assert reply == "StockRejected"
+            assert self.store == before, "a refused reserve changed the counts"
 
     @rule(order_id=ORDERS)
     def commit(self, order_id: str) -> None:
-        current = self.reservations.get(order_id)
-        outcome = stock.commit(self.store, current, order_id)
+        before, current = self.store, self.reservations.get(order_id)
+        reply = self.reply(
+            self.send(
+                r.CommitStock(event_id=self.next_id("commit"), order_id=order_id, store_id=STORE)
+            )
+        )
         if current is None or current.status is not ReservationStatus.RESERVED:
-            assert outcome.store is self.store
-        self.keep(order_id, outcome)
+            assert self.store == before
+            committed = current is not None and current.status is ReservationStatus.COMMITTED
+            assert reply == ("StockCommitted" if committed else "StockCommitRejected")
+        else:
+            assert reply == "StockCommitted"
 
     @rule(order_id=ORDERS, reason=st.sampled_from(["cancelled", "expired"]))
     def release(self, order_id: str, reason: str) -> None:
-        current = self.reservations.get(order_id)
-        outcome = stock.release(self.store, current, order_id, reason)
+        before, current = self.store, self.reservations.get(order_id)
+        release = r.ReleaseStock(
+            event_id=self.next_id("release"), order_id=order_id, store_id=STORE, reason=reason
+        )
+        assert self.reply(self.send(release)) == "StockReleased"
         if current is None:
-            assert outcome.store is self.store, "releasing nothing changed the counts"
-            assert outcome.reservation is not None
-            assert outcome.reservation.status is ReservationStatus.RELEASED  # the tombstone
-        self.keep(order_id, outcome)
+            assert self.store == before, "releasing nothing changed the counts"
+            assert self.reservations[order_id].status is ReservationStatus.RELEASED  # tombstone
 
     @rule(
         menu_id=st.sampled_from(MENUS),
@@ -95,21 +158,45 @@ class StockLedgerMachine(RuleBasedStateMachine):
         unlimited=st.sampled_from([None, None, True, False]),
     )
     def adjust(self, menu_id: str, delta: int, unlimited: bool | None) -> None:
-        outcome = stock.adjust(self.store, menu_id, delta, unlimited)
-        if not outcome.rejected:
+        """A delivery or write-off: refused when it would take away reserved units."""
+        before = self.store
+        item = before.items.get(menu_id, ItemStock())
+        adjust = r.AdjustStock(
+            event_id=self.next_id("adjust"),
+            store_id=STORE,
+            menu_id=menu_id,
+            delta=delta,
+            unlimited=unlimited,
+        )
+        self.send(adjust)
+        if item.on_hand + delta >= item.reserved:
             self.baseline[menu_id] = self.baseline.get(menu_id, 0) + delta
-        self.store = outcome.store
+        else:
+            assert self.store == before, "a refused adjustment changed the counts"
 
     @rule(wait=st.sampled_from([0.0, 5.0, 10.0]))
     def expire(self, wait: float) -> None:
+        """The stock timer: sweeps of what its index of held reservations finds expired, on
+        their way; every expired reservation is in one."""
         self.now += wait
-        due = [o for o, res in self.reservations.items() if stock.is_expired(res, self.now)]
-        for order_id in due:
-            self.keep(
-                order_id,
-                stock.release(self.store, self.reservations[order_id], order_id, "expired"),
+        for store_id, order_ids in self.agents.stock.held.due(self.now).items():
+            self.sweeps.append(
+                r.ExpireReservations(
+                    event_id=self.next_id("expire"),
+                    store_id=store_id,
+                    now=self.now,
+                    order_ids=tuple(order_ids),
+                )
             )
-        assert not any(stock.is_expired(res, self.now) for res in self.reservations.values())
+        swept = {order_id for sweep in self.sweeps for order_id in sweep.order_ids}
+        expired = {o for o, res in self.reservations.items() if is_expired(res, self.now)}
+        assert expired <= swept, "the stock timer missed expired reservations"
+
+    @precondition(lambda self: self.sweeps)
+    @rule(n=st.integers(0, 10))
+    def sweep(self, n: int) -> None:
+        """A sweep arrives, maybe after commands that came later (the driver checks it)."""
+        self.send(self.sweeps.pop(n % len(self.sweeps)))
 
     def units(self, menu_id: str, status: ReservationStatus) -> int:
         return sum(
@@ -127,48 +214,70 @@ class StockLedgerMachine(RuleBasedStateMachine):
             assert item.sold == self.units(menu_id, ReservationStatus.COMMITTED), menu_id
 
 
-class PointsLedgerMachine(RuleBasedStateMachine):
+class PointsLedgerMachine(LedgerMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.account = PointsAccount()
-        self.holds: dict[str, Hold] = {}
         self.granted = 0
+
+    @property
+    def account(self) -> PointsAccount:
+        return self.agents.account(CUSTOMER)
+
+    @property
+    def holds(self) -> dict[str, Hold]:
+        return self.agents.holds(CUSTOMER)
 
     @initialize(balance=st.integers(0, 1_000))
     def open_the_account(self, balance: int) -> None:
         self.adjust(balance)
 
-    def keep(self, order_id: str, outcome: points.Outcome) -> None:
-        self.account = outcome.account
-        if outcome.hold is not None:
-            self.holds[order_id] = outcome.hold
+    def order_command(
+        self,
+        kind: type[r.ReservePoints | r.DeductPoints | r.ReleasePoints],
+        order_id: str,
+        **fields: Any,
+    ) -> str:
+        command = kind(
+            event_id=self.next_id(kind.__name__),
+            order_id=order_id,
+            store_id=STORE,
+            customer_id=CUSTOMER,
+            **fields,
+        )
+        return self.reply(self.send(command))
 
     @rule(order_id=ORDERS, amount=st.integers(0, 600))
     def reserve(self, order_id: str, amount: int) -> None:
-        current = self.holds.get(order_id)
-        outcome = points.reserve(self.account, current, amount)
+        before, current = self.account, self.holds.get(order_id)
+        reply = self.order_command(r.ReservePoints, order_id, amount=amount)
         if current is not None:
-            assert outcome.account is self.account and outcome.hold is None, "not idempotent"
-        self.keep(order_id, outcome)
+            assert (self.account, self.holds[order_id]) == (before, current), "not idempotent"
+            return
+        reserved = self.holds[order_id].status is HoldStatus.RESERVED
+        assert reply == ("PointsReserved" if reserved else "PointsRejected")
 
     @rule(order_id=ORDERS)
     def deduct(self, order_id: str) -> None:
-        self.keep(order_id, points.deduct(self.account, self.holds.get(order_id)))
+        assert self.order_command(r.DeductPoints, order_id) == "PointsDeducted"
 
     @rule(order_id=ORDERS)
     def release(self, order_id: str) -> None:
-        current = self.holds.get(order_id)
-        outcome = points.release(self.account, current)
+        before, current = self.account, self.holds.get(order_id)
+        assert self.order_command(r.ReleasePoints, order_id) == "PointsReleased"
         if current is None:
-            assert outcome.account is self.account, "releasing nothing changed the counts"
-        self.keep(order_id, outcome)
+            assert self.account == before, "releasing nothing changed the counts"
 
     @rule(delta=st.integers(-500, 500))
     def adjust(self, delta: int) -> None:
-        adjusted = points.adjust(self.account, delta)
-        if adjusted is not None:
-            self.account = adjusted
+        """A grant or a removal: refused when it would leave less than what is held."""
+        before = self.account
+        self.send(
+            r.AdjustPoints(event_id=self.next_id("adjust"), customer_id=CUSTOMER, delta=delta)
+        )
+        if before.balance + delta >= before.held:
             self.granted += delta
+        else:
+            assert self.account == before, "a refused adjustment changed the counts"
 
     def amounts(self, status: HoldStatus) -> int:
         return sum(hold.amount for hold in self.holds.values() if hold.status is status)

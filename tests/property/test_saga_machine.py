@@ -1,10 +1,12 @@
-"""The saga with its participants under duplicates, reordering, loss, timeouts and cancels.
+"""The real saga handlers under duplicates, reordering, loss, timeouts and cancels.
 
 Hypothesis chooses which queue of the world moves next, re-delivers any command or saga
 input, replays the saga's last input, loses a message the saga would re-send, fires current
-and stale timeouts, lets reservations expire, and injects cancels, accepts and completes.
-After every step the ledgers balance and no order has ended twice; at the end the world is
-drained, and every order has ended exactly once with its participants agreeing.
+and stale timeouts, lets reservations expire, and injects cancels, accepts, completes and
+stock changes. A re-delivered command changes nothing and calls no gateway. After every step
+the ledgers balance and no order has ended twice; at the end the world is drained, every
+order has ended exactly once with its participants agreeing, and once their retention has
+passed, every order leaves every table.
 """
 
 from __future__ import annotations
@@ -24,16 +26,19 @@ from hypothesis.stateful import (
 )
 
 from eatcloud.domain.saga import Step
+from eatcloud.domain.stock import is_expired
 from eatcloud.streams import records as r
-from tests.property.participants import RESERVATION_TTL
 from tests.property.saga_world import (
     BALANCES,
     MAX_ORDERS,
     PRICES,
+    RESERVATION_TTL,
     SHELF,
     STORE,
     UNDOS,
     World,
+    commands,
+    events,
     semantics,
 )
 
@@ -93,7 +98,7 @@ class SagaMachine(RuleBasedStateMachine):
     @settles
     def cancel(self, n: int, by: r.Actor) -> None:
         order_id = self.placed(n)
-        before = self.world.sagas[order_id]
+        before = self.world.saga(order_id)
         self.world.decide(
             r.CancelOrder(
                 event_id=self.world.next_id("cancel"), order_id=order_id, store_id=STORE, by=by
@@ -101,7 +106,7 @@ class SagaMachine(RuleBasedStateMachine):
         )
         accepted = before.step is Step.COMPLETION and by is r.Actor.CUSTOMER
         if accepted or before.step in (Step.COMPENSATING, Step.DONE):
-            assert semantics(self.world.sagas[order_id]) == semantics(before)
+            assert semantics(self.world.saga(order_id)) == semantics(before)
 
     @precondition(lambda self: self.world.orders)
     @rule(n=pick, own_store=st.booleans())
@@ -109,13 +114,13 @@ class SagaMachine(RuleBasedStateMachine):
     def accept(self, n: int, own_store: bool) -> None:
         order_id = self.placed(n)
         store_id = STORE if own_store else "store-2"
-        before = self.world.sagas[order_id]
+        before = self.world.saga(order_id)
         message = r.AcceptOrder(
             event_id=self.world.next_id("accept"), order_id=order_id, store_id=store_id
         )
         self.world.decide(message)
         if not own_store or before.step is not Step.STORE:
-            assert semantics(self.world.sagas[order_id]) == semantics(before)
+            assert semantics(self.world.saga(order_id)) == semantics(before)
 
     @precondition(lambda self: self.world.orders)
     @rule(n=pick, own_store=st.booleans())
@@ -123,18 +128,18 @@ class SagaMachine(RuleBasedStateMachine):
     def complete(self, n: int, own_store: bool) -> None:
         order_id = self.placed(n)
         store_id = STORE if own_store else "store-2"
-        before = self.world.sagas[order_id]
+        before = self.world.saga(order_id)
         message = r.CompleteOrder(
             event_id=self.world.next_id("complete"), order_id=order_id, store_id=store_id
         )
         self.world.decide(message)
         if not own_store or before.step is not Step.COMPLETION:
-            assert semantics(self.world.sagas[order_id]) == semantics(before)
+            assert semantics(self.world.saga(order_id)) == semantics(before)
 
     @rule(menu_id=st.sampled_from(sorted(SHELF)), delta=st.integers(-2, 2))
     @settles
     def restock(self, menu_id: str, delta: int) -> None:
-        self.world.stock.deliver(menu_id, delta)
+        self.world.restock(menu_id, delta)
 
     # --- delivery --------------------------------------------------------------------------
 
@@ -165,8 +170,13 @@ class SagaMachine(RuleBasedStateMachine):
     @rule(n=pick)
     @settles
     def redeliver_command(self, n: int) -> None:
+        """A command handled before changes nothing and calls no gateway: it only answers."""
         handled = self.world.handled
-        self.world.handle(handled[len(handled) - 1 - n % len(handled)])
+        command = handled[len(handled) - 1 - n % len(handled)]
+        calls = self.world.agents.gateway.calls.copy()
+        effects = self.world.deliver(command)
+        assert not effects.changed, f"a re-delivered {command.type} changed {list(effects.changed)}"  # type: ignore[attr-defined]
+        assert self.world.agents.gateway.calls == calls, "a re-delivered command paid again"
 
     @precondition(lambda self: self.world.inputs)
     @rule(n=pick)
@@ -179,45 +189,43 @@ class SagaMachine(RuleBasedStateMachine):
             if not isinstance(m, r.AcceptOrder | r.CompleteOrder)  # a store may say it again
         ]
         message = inputs[len(inputs) - 1 - n % len(inputs)]
-        before = self.world.sagas[message.order_id]
-        decision = self.world.decide(message)
-        after = self.world.sagas[message.order_id]
+        before = self.world.saga(message.order_id)
+        effects = self.world.decide(message)
         if message.event_id == before.last_input:
-            assert after is before
-            assert decision.commands == before.last_commands
-            assert decision.events == before.last_events
+            self.world.check_replayed(before, effects)
             return
-        assert semantics(after) == semantics(before), message.type  # type: ignore[union-attr]
-        assert decision.events == ()
-        assert {c.type for c in decision.commands} <= UNDOS  # type: ignore[attr-defined]
+        assert semantics(self.world.saga(message.order_id)) == semantics(before), message.type  # type: ignore[union-attr]
+        assert events(effects) == []
+        assert {c.type for c in commands(effects)} <= UNDOS  # type: ignore[attr-defined]
+        saga_key = (self.world.agents.tables.sagas.name, message.order_id)
+        assert set(effects.changed) <= {saga_key}, list(effects.changed)
 
-    @precondition(lambda self: self.world.sagas)
+    @precondition(lambda self: self.world.orders)
     @rule(n=pick)
     @settles
     def replay_last_input(self, n: int) -> None:
-        state = self.world.sagas[self.placed(n)]
-        decision = self.world.decide(self.world.inputs[state.last_input])
-        assert decision.state is state
-        assert (decision.commands, decision.events) == (state.last_commands, state.last_events)
+        state = self.world.saga(self.placed(n))
+        assert state.last_input in self.world.inputs, "the saga's last input is none it was given"
+        self.world.check_replayed(state, self.world.decide(self.world.inputs[state.last_input]))
 
     # --- time ------------------------------------------------------------------------------
 
-    @precondition(lambda self: any(s.deadline is not None for s in self.world.sagas.values()))
+    @precondition(lambda self: any(s.deadline is not None for s in self.world.sagas().values()))
     @rule(n=pick)
     @settles
     def fire_timeout(self, n: int) -> None:
-        waiting = sorted(o for o, s in self.world.sagas.items() if s.deadline is not None)
+        waiting = sorted(o for o, s in self.world.sagas().items() if s.deadline is not None)
         timeout = self.world.timeout(waiting[n % len(waiting)])
         assert timeout is not None
         self.world.decide(timeout)
 
-    @precondition(lambda self: self.world.sagas)
+    @precondition(lambda self: self.world.orders)
     @rule(n=pick, step=st.sampled_from(list(Step)))
     @settles
     def fire_stale_timeout(self, n: int, step: Step) -> None:
         """A deadline the saga once had but has no more, or one it never had."""
         order_id = self.placed(n)
-        before = self.world.sagas[order_id]
+        before = self.world.saga(order_id)
         past = [a for a in self.world.armed[order_id] if a != (before.step, before.deadline)]
         armed_step, deadline = past[n % len(past)] if past else (step, -1.0)
         stale = r.Timeout(
@@ -227,15 +235,33 @@ class SagaMachine(RuleBasedStateMachine):
             step=armed_step,
             deadline=deadline,
         )
-        decision = self.world.decide(stale)
-        assert decision.state is before
-        assert decision.commands == decision.events == ()
+        effects = self.world.decide(stale)
+        assert not effects.changed and effects.sends == []
 
     @rule(wait=st.sampled_from([0.0, RESERVATION_TTL / 2, RESERVATION_TTL]))
     @settles
     def expire_reservations(self, wait: float) -> None:
         self.world.now += wait
-        self.world.stock.expire(self.world.now)
+        self.sweep()
+
+    @precondition(lambda self: self.world.held())
+    @rule(n=pick)
+    @settles
+    def reach_an_expiry(self, n: int) -> None:
+        """The clock reaches a held reservation's expiry, its order's saga mid-way."""
+        held = self.world.held()
+        self.world.now = max(self.world.now, held[n % len(held)].expires_at)
+        self.sweep()
+
+    def sweep(self) -> None:
+        """The stock timer runs: every reservation expired by now is in a sweep on its way."""
+        self.world.expire()
+        expired = {
+            order_id
+            for order_id, reservation in self.world.agents.reservations(STORE).items()
+            if is_expired(reservation, self.world.now)
+        }
+        assert expired <= self.world.swept(), "the stock timer missed expired reservations"
 
     # --- invariants ------------------------------------------------------------------------
 
@@ -252,6 +278,7 @@ class SagaMachine(RuleBasedStateMachine):
         self.world.check_ledgers()
         self.world.check_sagas()
         self.world.check_settled()
+        self.world.forget()
 
 
 SagaMachine.TestCase.settings = settings(
