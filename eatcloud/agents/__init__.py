@@ -88,14 +88,15 @@ def register(app: Any, services: Services) -> Wiring:
     )
     every = saga.timer_interval_seconds
     shop = stock.Stock(declared.stock, saga.reservation_ttl_seconds, stock.HeldReservations())
+    deadlines = orchestrator.Deadlines(saga.retention_seconds)
     sagas = orchestrator.Orchestrator(
-        declared.sagas, wiring.policy, orchestrator.Deadlines(saga.retention_seconds), shop
+        declared.sagas, wiring.policy, deadlines, shop, services.clock
     )
     runtime.register(orchestrator.handler(sagas), topics)
     runtime.register(payment.handler(payment.Payments(declared.payments, services.gateway)), topics)
     runtime.register(points.handler(points.Points(declared.points)), topics)
     orchestrator.start_timer(app, runtime, sagas, every)
-    stock.start_timer(app, runtime, shop, every)
+    stock.start_timer(app, runtime, shop, every, services.clock)
     if worker.outbox_relay:
         relay.register(app, services)
     if worker.projections:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import functools
 import re
-import time
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -40,6 +39,7 @@ from eatcloud.agents.schedule import Schedule, timers_may_run
 from eatcloud.agents.stock import Stock
 from eatcloud.domain.saga import SagaPolicy, SagaState, Step, decide
 from eatcloud.observability.metrics import metrics
+from eatcloud.resources import Clock
 from eatcloud.runtime.adapter import Context, Handler, Runtime
 from eatcloud.streams import records as r
 from eatcloud.streams import topics as t
@@ -83,6 +83,7 @@ class Orchestrator:
     policy: SagaPolicy
     deadlines: Deadlines
     stock: Stock
+    clock: Clock  # the composition root's (``Services.clock``); tests bring their own
 
 
 _STATUS = {
@@ -161,7 +162,7 @@ def _saga_step(saga: Orchestrator, ctx: Context, message: Any) -> tuple[list[Any
         if state is not None and state.step is Step.DONE and message.deadline == due:
             return _forget(saga, ctx, message, state), []
         return [], []  # gone already, or a stale Timeout of an earlier retention
-    now = time.time()
+    now = saga.clock.now()
     decision = decide(state, message, now, saga.policy)
     observe(state, message, decision, now)
     if decision.state is not None and decision.state is not state:
@@ -239,7 +240,7 @@ def start_timer(app: Any, runtime: Runtime, saga: Orchestrator, every: float) ->
             return
         if saga.deadlines.stale:
             saga.deadlines.rebuild(saga.sagas.items())
-        due = timeouts(saga, runtime, time.time())
+        due = timeouts(saga, runtime, saga.clock.now())
         if due:
             await runtime.emit(due)
 

@@ -17,13 +17,13 @@ A timer keeps the expiry of the reservations this worker holds and sends
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from eatcloud.agents.schedule import Schedule, timers_may_run
 from eatcloud.domain import stock
 from eatcloud.domain.stock import Reservation, ReservationStatus
+from eatcloud.resources import Clock
 from eatcloud.runtime.adapter import Context, Runtime
 from eatcloud.streams import records as r
 from eatcloud.tables import OwnedRecords, StockEntry
@@ -156,7 +156,7 @@ def _expire(shop: Stock, ctx: Context, command: r.ExpireReservations, entry: Sto
         log.info("store %s: reservation of order %s expired", command.store_id, order_id)
 
 
-def start_timer(app: Any, runtime: Runtime, shop: Stock, every: float) -> None:
+def start_timer(app: Any, runtime: Runtime, shop: Stock, every: float, clock: Clock) -> None:
     shop.held.watch(app)
 
     async def reservation_expiry() -> None:
@@ -164,7 +164,7 @@ def start_timer(app: Any, runtime: Runtime, shop: Stock, every: float) -> None:
             return
         if shop.held.stale:
             shop.held.rebuild(shop.stores.records.items())
-        now = time.time()
+        now = clock.now()
         sweeps = [
             r.ExpireReservations(store_id=store_id, now=now, order_ids=tuple(ids[n : n + 1000]))
             for store_id, ids in shop.held.due(now).items()

@@ -10,7 +10,7 @@ writes (each value through its JSON encoding, as the changelog keeps it) and han
 changed and what was sent. On the way it checks what every message must do to stock,
 whichever machine sends it: its stock events tell the ledger's counts, and an expiry sweep
 releases only what is still held and expired. The gateway answers at once, so a handler runs
-to its end without an event loop; the orchestrator reads the caller's clock, not the wall's.
+to its end without an event loop; the orchestrator reads the test's clock, not the wall's.
 """
 
 from __future__ import annotations
@@ -20,9 +20,7 @@ import itertools
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any, TypeVar, cast
-from unittest import mock
 
 from pydantic import BaseModel
 
@@ -95,6 +93,16 @@ class _Unit:
         return value
 
 
+@dataclass(frozen=True)
+class _Clock:
+    """The test's clock as the handlers read it (``resources.Clock``)."""
+
+    time: Callable[[], float]
+
+    def now(self) -> float:
+        return self.time()
+
+
 class Agents:
     """The handlers, their committed tables (by partition) and the gateway's calls."""
 
@@ -103,7 +111,7 @@ class Agents:
         self.gateway = CountingGateway()
         self.stock = stock.Stock(self.tables.stock, ttl, stock.HeldReservations())
         self.orchestrator = orchestrator.Orchestrator(
-            self.tables.sagas, policy, orchestrator.Deadlines(RETENTION), self.stock
+            self.tables.sagas, policy, orchestrator.Deadlines(RETENTION), self.stock, _Clock(clock)
         )
         handlers: tuple[Handler[Any], ...] = (
             orchestrator.handler(self.orchestrator),
@@ -112,7 +120,6 @@ class Agents:
         )
         self.reading = {topic: handler for handler in handlers for topic in handler.topics}
         self.stores: list[dict[Key, Any]] = [{} for _ in range(PARTITIONS)]
-        self.clock = SimpleNamespace(time=clock)
         self.offsets = itertools.count()
 
     def deliver(self, record: r.Record) -> Effects:
@@ -127,8 +134,7 @@ class Agents:
         ctx = Context(cast(Unit, _Unit(self, f"unit-{offset}")), source)
         sweep = record if isinstance(record, r.ExpireReservations) else None
         named = {} if sweep is None else self._named(sweep)
-        with mock.patch.object(orchestrator, "time", self.clock):
-            _to_the_end(handler.handle(ctx, message))
+        _to_the_end(handler.handle(ctx, message))
         store, changed = self.stores[partition], {}
         for where, (table, value) in ctx.writes.items():
             kept = None if value is None else table.decode(table.encode(value) or b"")
