@@ -239,7 +239,7 @@ def dlq_replay(topic: str | None, yes: bool) -> None:
 
 @main.group()
 def stock() -> None:
-    """Stock of a store's menus (applied by the stock agent)."""
+    """Stock of a store's menus (applied by the orchestrator's stock step)."""
 
 
 @stock.command("adjust")
@@ -260,7 +260,7 @@ def stock_adjust(
     say(
         f"queued AdjustStock {command.event_id} ({delta:+d}"
         f"{'' if unlimited is None else ', unlimited' if unlimited else ', limited'}); "
-        "the stock agent applies it once the outbox relay has sent it"
+        "the orchestrator applies it once the outbox relay has sent it"
     )
 
 

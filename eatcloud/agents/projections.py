@@ -78,8 +78,8 @@ def register(wiring: Wiring) -> None:
         """Stock events -> stock_view (PostgreSQL) and the checkout's Redis stock gate."""
         async for events in stream.take_events(BATCH, within=WITHIN):
             pool, redis = await services.pool(), services.redis()
-            batch = [record for record, _ in _decoded(events, STOCK_EVENTS)]
+            # one record per ledger line, for both (the gate dedupes by the lines' ids itself)
+            lines = r.stock_lines(record for record, _ in _decoded(events, STOCK_EVENTS))
             async with pool.acquire() as conn:
-                await rm.apply_stock_events(conn, batch)
-            # line by line: the gate dedupes by the lines' own ids itself
-            await gate.apply_all(redis, r.stock_lines(batch))
+                await rm.apply_stock_events(conn, lines)
+            await gate.apply_all(redis, lines)

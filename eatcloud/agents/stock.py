@@ -17,6 +17,7 @@ A timer keeps the expiry of the reservations this worker holds and sends
 from __future__ import annotations
 
 import logging
+import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,13 +67,8 @@ class Stock:
     held: HeldReservations
 
 
-COMMAND_TYPES = (
-    r.ReserveStock,
-    r.CommitStock,
-    r.ReleaseStock,
-    r.AdjustStock,
-    r.ExpireReservations,
-)
+# Every stock command (the members of the ``stock-commands`` union), for ``isinstance``.
+COMMAND_TYPES: tuple[type[r.Record], ...] = typing.get_args(typing.get_args(r.StockCommand)[0])
 
 
 def step(shop: Stock, ctx: Context, command: Any) -> r.Reply | None:

@@ -171,7 +171,7 @@ async def seed(
             headers=_bearer(manager),
         )
         menus[menu.name] = str(made.json()["id"])
-    say("waiting for the stock agent to apply the initial stock ...")
+    say("waiting for the orchestrator to apply the initial stock ...")
     deadline = time.monotonic() + stock_timeout
     while True:
         rows = await pool.fetch(

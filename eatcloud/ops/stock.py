@@ -16,7 +16,7 @@ async def adjust(
     unlimited: bool | None,
     reason: str,
 ) -> r.AdjustStock:
-    """Check the menu and queue the change in the outbox; the stock agent applies it."""
+    """Check the menu and queue the change in the outbox; the orchestrator applies it."""
     return await adjust_stock(
         await services.pool(),
         store_id,

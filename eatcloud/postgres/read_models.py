@@ -9,6 +9,7 @@ they come from one partition.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from eatcloud.streams import records as r
@@ -92,7 +93,7 @@ async def apply_order_events(conn: Any, records: list[r.OrderEvent]) -> list[r.O
 
 
 async def apply_stock_events(
-    conn: Any, records: list[r.StockLevelChanged | r.StockLevelsChanged]
+    conn: Any, records: Sequence[r.StockLevelChanged | r.StockLevelsChanged]
 ) -> list[r.StockLevelChanged]:
     """Project a batch into stock_view (the ledger line after each event); the lines that
     were new (one per line, ``records.stock_lines``, deduplicated by their ids)."""

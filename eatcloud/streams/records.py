@@ -494,6 +494,11 @@ class StockLevelsChanged(Record):
 StockEventRecord = Annotated[StockLevelChanged | StockLevelsChanged, Field(discriminator="type")]
 
 
+def line_id(event_id: str, n: int) -> str:
+    """The id of the ``n``-th line of a ``StockLevelsChanged`` (``stock_lines``)."""
+    return derived_id(event_id, f"line/{n}")
+
+
 def stock_lines(
     events: Iterable[StockLevelChanged | StockLevelsChanged],
 ) -> list[StockLevelChanged]:
@@ -508,7 +513,7 @@ def stock_lines(
         for n, line in enumerate(event.lines):
             out.append(
                 StockLevelChanged(
-                    event_id=derived_id(event.event_id, f"line/{n}"),
+                    event_id=line_id(event.event_id, n),
                     occurred_at=event.occurred_at,
                     store_id=event.store_id,
                     order_id=event.order_id,

@@ -3,7 +3,7 @@
 | table    | key                          | value          | written by    |
 |----------|------------------------------|----------------|---------------|
 | sagas    | order_id                     | SagaState      | orchestrator  |
-| stock    | ledger/store_id              | StockEntry     | stock         |
+| stock    | ledger/store_id              | StockEntry     | orchestrator  |
 |          | order/store_id/order_id      | Reservation    |               |
 | points   | account/customer_id          | PointsEntry    | points        |
 |          | hold/customer_id/order_id    | Hold           |               |
@@ -15,8 +15,10 @@ changed it, so per-order records live in the partition of their store or custome
 are JSON bytes, always replaced whole.
 
 Crash consistency: a unit's effect must be all or nothing in the changelog, which is what a
-worker recovers from. The saga and payment handlers write one self-contained value per order.
-The stock and points handlers change an owner's value *and* orders' records, so both live in
+worker recovers from. The payment handler writes one self-contained value per order; the
+orchestrator writes the saga's (and its stock steps' in the stock table: another changelog,
+so a replay applies those steps again, see ``orchestrator.handle``). Stock steps and the
+points handler change an owner's value *and* orders' records, so both live in
 one table (one changelog partition, where writes land in order). The owner's value is written
 first in a unit and carries every order record the unit changed for it (``last``); a crash can
 only cut the unit's writes short, and the next load of the owner writes any missing record
@@ -160,7 +162,7 @@ class Tables:
 # What `faust -A eatcloud.app tables` says about each table.
 _HELP = {
     "sagas": "order sagas by order_id (orchestrator)",
-    "stock": "stock ledgers by store and reservations by order (stock handler)",
+    "stock": "stock ledgers by store and reservations by order (orchestrator)",
     "points": "points accounts by customer and holds by order (points handler)",
     "payments": "payments by order_id (payment handler)",
 }

@@ -217,7 +217,7 @@ class Bus:
 
 def _line(command: r.Record, n: int) -> str:
     """The id of the ``n``-th line of the stock event a stock command causes."""
-    return r.derived_id(stock.levels_id(command.event_id), f"line/{n}")
+    return r.line_id(stock.levels_id(command.event_id), n)
 
 
 def _brief(value: dict[str, Any]) -> str:
