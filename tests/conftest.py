@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from eatcloud.probes import probe_all
 from eatcloud.settings import Settings
@@ -15,9 +17,17 @@ def settings() -> Settings:
     return Settings()
 
 
+# The names of the topics that tests create (their own prefixes; the platform's have none).
+TEST_TOPIC_PREFIXES = ("t-", "cli-", "membership-", "totals-")
+
+
 @pytest.fixture(scope="session")
-def stack(settings: Settings) -> Settings:
-    """The local stack, checked once: a missing service fails the test, it never skips it."""
+def stack(settings: Settings) -> Iterator[Settings]:
+    """The local stack, checked once: a missing service fails the test, it never skips it.
+
+    The topics the session created are deleted at its end: a developer's broker otherwise
+    gathers thousands of test topics (2,483 were found on one), which every client's metadata
+    request and the broker itself carry along."""
     results = asyncio.run(probe_all(settings))
     missing = [f"  {r.name} at {r.address}: {r.detail}" for r in results if not r.ok]
     if missing:
@@ -26,4 +36,28 @@ def stack(settings: Settings) -> Settings:
             + "\n".join(missing),
             pytrace=False,
         )
-    return settings
+    bootstrap = settings.kafka.bootstrap_servers
+    before = asyncio.run(_topics(bootstrap))
+    yield settings
+    asyncio.run(_drop_new_test_topics(bootstrap, before))
+
+
+async def _topics(bootstrap: str) -> set[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return set(await admin.list_topics())
+    finally:
+        await admin.close()
+
+
+async def _drop_new_test_topics(bootstrap: str, before: set[str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=60_000)
+    await admin.start()
+    try:
+        new = [t for t in await admin.list_topics() if t not in before]
+        mine = [t for t in new if t.startswith(TEST_TOPIC_PREFIXES)]
+        for start in range(0, len(mine), 200):
+            await admin.delete_topics(mine[start : start + 200], timeout_ms=60_000)
+    finally:
+        await admin.close()
