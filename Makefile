@@ -62,8 +62,8 @@ bench-edge: stack-up ## HTTP checkout and outbox relay benchmark (BENCH_ARGS="--
 
 .PHONY: lint
 lint: install ## ruff (lint + format check) and mypy --strict
-	$(BIN)/ruff check eatcloud tests
-	$(BIN)/ruff format --check eatcloud tests
+	$(BIN)/ruff check eatcloud tests bench
+	$(BIN)/ruff format --check eatcloud tests bench
 	$(BIN)/mypy
 
 .PHONY: constraints
