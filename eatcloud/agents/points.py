@@ -35,16 +35,14 @@ async def handle(pts: Points, ctx: Context, command: Any) -> None:
     customer = command.customer_id
     entry = pts.accounts.load(ctx, customer)
     if isinstance(command, r.AdjustPoints):
-        if entry.seen(command.event_id):
+        if pts.accounts.adjusted(ctx, customer, entry, command.event_id):
             return
         adjusted = points.adjust(entry.account, command.delta)
         if adjusted is None:
             log.warning("customer %s: points adjust refused", customer)
             adjusted = entry.account
-        remembered = entry.model_copy(
-            update={"account": adjusted, "recent": entry.remembering(command.event_id)}
-        )
-        pts.accounts.save(ctx, customer, remembered, None, None)
+        changed = entry.model_copy(update={"account": adjusted})
+        pts.accounts.save_adjusted(ctx, customer, changed, command.event_id)
         return
     if isinstance(command, r.ForgetPoints):  # the saga is gone: so goes its hold
         pts.accounts.forget(ctx, customer, command.order_id)

@@ -79,14 +79,15 @@ def step(shop: Stock, ctx: Context, command: Any) -> r.Reply | None:
         _expire(shop, ctx, command, entry)
         return None
     if isinstance(command, r.AdjustStock):
-        if entry.seen(command.event_id):
+        if shop.stores.adjusted(ctx, store_id, entry, command.event_id):
             log.info("store %s: adjustment %s already applied", store_id, command.event_id)
             return None
         outcome = stock.apply(entry.ledger, None, command, shop.ttl)
         if outcome.rejected:
             log.warning("store %s: adjust refused: %s", store_id, outcome.rejected)
-        entry = entry.model_copy(update={"recent": entry.remembering(command.event_id)})
-        _record(shop, ctx, command, entry, outcome, force=True)
+        entry = entry.model_copy(update={"ledger": outcome.store})
+        shop.stores.save_adjusted(ctx, store_id, entry, command.event_id)
+        _record(shop, ctx, command, entry, outcome, saved=True)
         return None
     record = shop.stores.record(ctx, store_id, command.order_id)
     outcome = stock.apply(entry.ledger, record, command, shop.ttl)
@@ -100,10 +101,11 @@ def _record(
     command: Any,
     entry: StockEntry,
     outcome: stock.Outcome,
-    force: bool = False,
+    saved: bool = False,
 ) -> StockEntry:
+    """Save what a stock command changed (unless ``saved`` already) and send its event."""
     order_id = getattr(command, "order_id", None)
-    if force or outcome.store is not entry.ledger or outcome.reservation is not None:
+    if not saved and (outcome.store is not entry.ledger or outcome.reservation is not None):
         entry = entry.model_copy(update={"ledger": outcome.store})
         entry = shop.stores.save(ctx, command.store_id, entry, order_id, outcome.reservation)
         if order_id is not None and outcome.reservation is not None:

@@ -5,8 +5,10 @@
 | sagas    | order_id                     | SagaState      | orchestrator  |
 | stock    | ledger/store_id              | StockEntry     | orchestrator  |
 |          | order/store_id/order_id      | Reservation    |               |
+|          | adjusted/store_id/event_id   | Adjusted       |               |
 | points   | account/customer_id          | PointsEntry    | points        |
-|          | hold/customer_id/order_id    | Hold           |               |
+|          | order/customer_id/order_id   | Hold           |               |
+|          | adjusted/customer_id/event_id| Adjusted       |               |
 | payments | order_id                     | Payment        | payment       |
 
 A table is written only by the handler that consumes its key, through the runtime
@@ -23,6 +25,12 @@ one table (one changelog partition, where writes land in order). The owner's val
 first in a unit and carries every order record the unit changed for it (``last``); a crash can
 only cut the unit's writes short, and the next load of the owner writes any missing record
 back from ``last`` before the unit is run again.
+
+Adjustments (stock deliveries, points grants and take-backs) belong to no order. Each one
+applied leaves a marker (``adjusted/<owner>/<event_id>``, kept for good: adjustments are rare
+next to orders), so a redelivered adjustment is recognised however long ago it was applied.
+The marker rides on the owner's value like an order's record: ``adjusted`` lists the unit's
+own adjustments, and the next load writes back any marker a crash cut off.
 """
 
 from __future__ import annotations
@@ -43,10 +51,6 @@ if TYPE_CHECKING:
 
 V = TypeVar("V", bound=BaseModel)
 R = TypeVar("R", bound=BaseModel)
-
-# Adjustments (stock deliveries, points grants) have no order record; the owner's value keeps
-# the ids of its most recent ones, so a replayed adjustment is recognised and skipped.
-RECENT_ADJUSTMENTS = 64
 
 
 class RecordTable(Generic[V]):
@@ -79,17 +83,23 @@ class RecordTable(Generic[V]):
         return [(k[n:], self.decode(v)) for k, v in self.table.items() if k.startswith(self.prefix)]
 
 
+class Adjusted(BaseModel):
+    """The marker of an adjustment that was applied (its key carries the event id)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+APPLIED = Adjusted()
+
+
 class _Entry(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    unit: str = ""  # the unit that wrote ``last``
+    unit: str = ""  # the unit that wrote ``last`` and ``adjusted``
+    adjusted: tuple[str, ...] = ()  # the adjustments that unit applied
+    # Written by versions that kept only the last 64 adjustment ids, instead of markers:
+    # still recognised, never added to.
     recent: tuple[str, ...] = ()
-
-    def seen(self, event_id: str) -> bool:
-        return event_id in self.recent
-
-    def remembering(self, event_id: str) -> tuple[str, ...]:
-        return (*self.recent, event_id)[-RECENT_ADJUSTMENTS:]
 
 
 class StockEntry(_Entry):
@@ -111,10 +121,12 @@ class OwnedRecords(Generic[E, R]):
     def __init__(self, table: RecordTable[Any], entry: type[E], record: type[R], kind: str):
         self.entries: RecordTable[E] = table.under(entry, f"{kind}/")
         self.records: RecordTable[R] = table.under(record, "order/")
+        self.markers: RecordTable[Adjusted] = table.under(Adjusted, "adjusted/")
         self.entry_model: type[E] = entry
 
     def load(self, ctx: Context, owner: str) -> E:
-        """The owner's value; first writes back the records a crash may have cut off."""
+        """The owner's value; first writes back the records and adjustment markers a crash
+        may have cut off."""
         entry = ctx.get(self.entries, owner)
         if entry is None:
             return self.entry_model()
@@ -123,6 +135,30 @@ class OwnedRecords(Generic[E, R]):
                 key = scoped(owner, order_id)
                 if ctx.get(self.records, key) != record:
                     ctx.put(self.records, key, cast(R, record))  # E.last holds R values
+            for event_id in entry.adjusted:
+                key = scoped(owner, event_id)
+                if ctx.get(self.markers, key) is None:
+                    ctx.put(self.markers, key, APPLIED)
+        return entry
+
+    def adjusted(self, ctx: Context, owner: str, entry: E, event_id: str) -> bool:
+        """Whether the owner has applied this adjustment already, ever."""
+        if event_id in entry.recent or (entry.unit == ctx.unit.id and event_id in entry.adjusted):
+            return True
+        return ctx.get(self.markers, scoped(owner, event_id)) is not None
+
+    def save_adjusted(self, ctx: Context, owner: str, entry: E, event_id: str) -> E:
+        """Write the owner's value after an adjustment, then the adjustment's marker."""
+        mine = entry.unit == ctx.unit.id
+        entry = entry.model_copy(
+            update={
+                "last": dict(entry.last) if mine else {},
+                "adjusted": (*entry.adjusted, event_id) if mine else (event_id,),
+                "unit": ctx.unit.id,
+            }
+        )
+        ctx.put(self.entries, owner, entry)
+        ctx.put(self.markers, scoped(owner, event_id), APPLIED)
         return entry
 
     def record(self, ctx: Context, owner: str, order_id: str) -> R | None:
@@ -141,10 +177,12 @@ class OwnedRecords(Generic[E, R]):
 
     def save(self, ctx: Context, owner: str, entry: E, order_id: str | None, record: R | None) -> E:
         """Write the owner's value (carrying the unit's changed records), then the record."""
-        last: dict[str, Any] = dict(entry.last) if entry.unit == ctx.unit.id else {}
+        mine = entry.unit == ctx.unit.id
+        last: dict[str, Any] = dict(entry.last) if mine else {}
         if record is not None and order_id is not None:
             last[order_id] = record
-        entry = entry.model_copy(update={"last": last, "unit": ctx.unit.id})
+        adjusted = entry.adjusted if mine else ()
+        entry = entry.model_copy(update={"last": last, "adjusted": adjusted, "unit": ctx.unit.id})
         ctx.put(self.entries, owner, entry)
         if record is not None and order_id is not None:
             ctx.put(self.records, scoped(owner, order_id), record)

@@ -93,6 +93,20 @@ class _Unit:
         return value
 
 
+class _UnitView:
+    """A unit of several messages: its own writes first, then the committed values."""
+
+    def __init__(self, unit: _Unit, writes: dict[Key, tuple[RecordTable[Any], Any]]) -> None:
+        self.unit, self.writes, self.id = unit, writes, unit.id
+
+    def get(self, table: RecordTable[V], key: str, partition: int) -> V | None:
+        mine = self.writes.get((table.name, key))
+        if mine is not None:
+            value: V | None = mine[1]
+            return value
+        return self.unit.get(table, key, partition)
+
+
 @dataclass(frozen=True)
 class _Clock:
     """The test's clock as the handlers read it (``resources.Clock``)."""
@@ -135,19 +149,49 @@ class Agents:
         sweep = record if isinstance(record, r.ExpireReservations) else None
         named = {} if sweep is None else self._named(sweep)
         _to_the_end(handler.handle(ctx, message))
-        store, changed = self.stores[partition], {}
-        for where, (table, value) in ctx.writes.items():
-            kept = None if value is None else table.decode(table.encode(value) or b"")
-            if store.pop(where, None) != kept:
-                changed[where] = kept
-            if kept is not None:
-                store[where] = kept
+        changed = self._commit(partition, list(ctx.writes.items()))
         for sent in ctx.sends:
             t.route(sent)  # raises for a record that has nowhere to go
         self._check_stock_events(ctx.sends)
         if sweep is not None:
             self._check_sweep(sweep, named)
         return Effects(handler.name, changed, ctx.sends)
+
+    def deliver_unit(self, records: list[r.Record], cut: int | None = None) -> None:
+        """Run records of one owner (one partition) as ONE unit, as the runtime runs a batch:
+        each message sees the unit's earlier writes; the unit writes each key once, in the
+        order the keys were first written. ``cut``: a crash after that many writes reached the
+        changelog (the rest never did; the records are then delivered again)."""
+        unit = _Unit(self, f"unit-{next(self.offsets)}")
+        writes: dict[Key, tuple[RecordTable[Any], Any]] = {}
+        partitions = set()
+        for record in records:
+            topic, key = t.route(record)
+            handler = self.reading[topic]
+            partition = _partition(key)
+            partitions.add(partition)
+            source = Source(topic, partition, next(self.offsets), key.encode(), {})
+            ctx = Context(cast(Unit, _UnitView(unit, writes)), source)
+            _to_the_end(handler.handle(ctx, handler.decoder(encode(record))))
+            for where, write in ctx.writes.items():
+                writes[where] = write
+        assert len(partitions) <= 1, "a unit's records here come from one partition"
+        kept = list(writes.items())[:cut]
+        if partitions:
+            self._commit(partitions.pop(), kept)
+
+    def _commit(
+        self, partition: int, writes: list[tuple[Key, tuple[RecordTable[Any], Any]]]
+    ) -> dict[Key, Any]:
+        """Each value through its JSON encoding, as the changelog keeps it; what changed."""
+        store, changed = self.stores[partition], {}
+        for where, (table, value) in writes:
+            kept = None if value is None else table.decode(table.encode(value) or b"")
+            if store.pop(where, None) != kept:
+                changed[where] = kept
+            if kept is not None:
+                store[where] = kept
+        return changed
 
     def _named(self, sweep: r.ExpireReservations) -> dict[str, Reservation | None]:
         reservations = self.reservations(sweep.store_id)
