@@ -57,9 +57,31 @@ async def _postgres(settings: Settings, size: int) -> Pool:
 
 
 def _redis(settings: Settings) -> Redis:
-    import redis.asyncio as aioredis
+    """Pooled connections that outlive a Redis restart.
 
-    return aioredis.Redis.from_url(settings.redis.url())
+    A restart leaves every pooled connection dead, and each would fail one request before the
+    pool replaced it. So a connection idle for a while is PINGed before use, and a command that
+    meets a dead connection (connection refused or reset, timeout) is sent once more on a fresh
+    one: the first request after Redis is back succeeds. One retry only: while Redis is down,
+    each request fails within two timeouts and answers 503. A command whose reply (not its
+    request) was lost runs twice, as it would if the client retried the request itself.
+    """
+    import redis.asyncio as aioredis
+    from redis import exceptions
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialWithJitterBackoff
+
+    rd = settings.redis
+    return aioredis.Redis.from_url(
+        rd.url(),
+        socket_timeout=rd.socket_timeout_seconds,
+        socket_connect_timeout=rd.connect_timeout_seconds,
+        health_check_interval=rd.health_check_interval_seconds,
+        # The asyncio Retry (redis.retry.Retry is the blocking client's): one more attempt,
+        # after a few milliseconds, on a fresh connection.
+        retry=Retry(ExponentialWithJitterBackoff(cap=0.1, base=0.01), retries=1),
+        retry_on_error=[exceptions.ConnectionError, exceptions.TimeoutError],
+    )
 
 
 def _producer(settings: Settings) -> Producer:

@@ -109,6 +109,9 @@ class PostgresSettings(_Group):
     user: str = "eatcloud"
     password: SecretStr = SecretStr("")
     database: str = "eatcloud"
+    # A PostgreSQL that does not answer a connection attempt within this is down: the request
+    # answers 503 instead of waiting asyncpg's default minute.
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
 
     def dsn(self) -> str:
         """The libpq URL, password included: never log it, log ``safe_dsn`` instead."""
@@ -125,6 +128,14 @@ class RedisSettings(_Group):
     port: int = 6379
     db: int = 0
     password: SecretStr = SecretStr("")
+    # Our commands take well under a millisecond; a Redis that does not answer within these
+    # is down, and the request answers 503 instead of hanging.
+    socket_timeout_seconds: float = Field(default=2.0, gt=0)
+    connect_timeout_seconds: float = Field(default=2.0, gt=0)
+    # A pooled connection idle for longer than this is PINGed before its next command, so a
+    # connection that died with a restarted Redis is replaced before a command is sent on it
+    # (0: never PING; the one retry on a dead connection still replaces it).
+    health_check_interval_seconds: float = Field(default=10.0, ge=0)
 
     def url(self) -> str:
         secret = self.password.get_secret_value()

@@ -1,4 +1,11 @@
-"""Every error the API returns is an RFC 9457 problem+json body; status codes are decided here."""
+"""Every error the API returns is an RFC 9457 problem+json body; status codes are decided here.
+
+A dependency outage is 503 with ``Retry-After``, never 401 or 500: the client's request and
+credentials are fine and the same request will succeed once the dependency is back. Adapters
+raise ``InfrastructureError``; what a driver raises on its own (asyncpg lets a refused
+connection through as ``OSError``, for one) is translated by ``unavailable_dependency``, one
+entry per driver.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +14,12 @@ from http import HTTPStatus
 from typing import Any
 
 import orjson
+from asyncpg import exceptions as pg
 from asyncpg.exceptions import CharacterNotInRepertoireError, UntranslatableCharacterError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from redis import exceptions as rd
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from eatcloud.checkout import SoldOut
@@ -31,6 +40,9 @@ log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://eatcloud.dev/problems/"
+# When a 503's client should try again. Pools replace dead connections on their next use, so
+# the first retry after the dependency is back succeeds.
+RETRY_AFTER_SECONDS = 5
 
 
 def problem(
@@ -41,7 +53,10 @@ def problem(
     headers: dict[str, str] | None = None,
     **extensions: Any,
 ) -> Response:
-    """A problem+json response; ``extensions`` become extra members of the body."""
+    """A problem+json response; ``extensions`` become extra members of the body. A 503 always
+    says when to come back (``Retry-After``)."""
+    if status == 503:
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS), **(headers or {})}
     phrase = HTTPStatus(status).phrase
     body: dict[str, Any] = {
         "type": TYPE_BASE + (slug or phrase.lower().replace(" ", "-")),
@@ -107,8 +122,9 @@ async def _eatcloud_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, InfrastructureError):
-        log.warning("dependency failed on %s %s: %s", request.method, request.url.path, exc)
-        return problem(503, "A dependency is unavailable; retry later.", slug=slug)
+        cause = exc.__cause__
+        what = unavailable_dependency(cause) if cause is not None else None
+        return _unavailable(request, exc, what or "dependency")
     # An error may name its own problem type and add members (e.g. which menu is sold out).
     slug = getattr(exc, "slug", slug)
     extensions: dict[str, Any] = getattr(exc, "extensions", {})
@@ -123,6 +139,60 @@ def _count(exc: EatCloudError, bundle: Metrics) -> None:
         bundle.gate_rejections.inc()
     elif isinstance(exc, LockBusy):
         bundle.checkout_lock_busy.inc()
+
+
+# Driver errors that mean "the dependency is down or refusing work", by driver. Anything else
+# a driver raises (a WRONGTYPE reply, a bad query argument) is a bug: 500.
+_REDIS_DOWN: tuple[type[Exception], ...] = (
+    rd.ConnectionError,  # refused, reset, closed; also LOADING, pool exhausted, bad password
+    rd.TimeoutError,
+    rd.ReadOnlyError,  # a replica answering during a failover
+    rd.OutOfMemoryError,  # full: writes refused
+)
+_POSTGRES_DOWN: tuple[type[Exception], ...] = (
+    pg.PostgresConnectionError,  # class 08: the connection failed or was lost
+    pg.InsufficientResourcesError,  # class 53: too many connections, out of memory, disk full
+    pg.OperatorInterventionError,  # class 57: shutting down, starting up, query cancelled
+    pg.InterfaceError,  # "connection is closed", "pool is closing" (minus the ones below)
+)
+_POSTGRES_BUGS: tuple[type[Exception], ...] = (
+    ValueError,  # asyncpg's client-side DataError and ClientConfigurationError
+    pg.UnsupportedClientFeatureError,
+    pg.UnsupportedServerFeatureError,
+)
+
+
+def unavailable_dependency(exc: BaseException) -> str | None:
+    """Which dependency ``exc`` says is unavailable, or None when it is not an outage."""
+    if isinstance(exc, rd.RedisError):
+        return "redis" if isinstance(exc, _REDIS_DOWN) else None
+    if isinstance(exc, _POSTGRES_DOWN):
+        return None if isinstance(exc, _POSTGRES_BUGS) else "postgres"
+    if isinstance(exc, OSError):
+        # The request path does no I/O but with its dependencies, and drivers let a socket's
+        # failure through as it is (refused, reset, unreachable, DNS, TLS, timed out).
+        return "network"
+    return None
+
+
+async def _driver_error(request: Request, exc: Exception) -> Response:
+    what = unavailable_dependency(exc)
+    if what is None:
+        return await _unexpected_error(request, exc)
+    return _unavailable(request, exc, what)
+
+
+def _unavailable(request: Request, exc: Exception, what: str) -> Response:
+    # What failed goes to the log; the client learns only that it may retry.
+    log.warning(
+        "%s unavailable on %s %s: %s: %s",
+        what,
+        request.method,
+        request.url.path,
+        type(exc).__name__,
+        exc,
+    )
+    return problem(503, "A dependency is unavailable; retry later.", slug="dependency-unavailable")
 
 
 async def _unstorable_text(request: Request, exc: Exception) -> Response:
@@ -143,4 +213,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(EatCloudError, _eatcloud_error)
     app.add_exception_handler(CharacterNotInRepertoireError, _unstorable_text)
     app.add_exception_handler(UntranslatableCharacterError, _unstorable_text)
+    driver_errors: tuple[type[Exception], ...] = (rd.RedisError, *_POSTGRES_DOWN, OSError)
+    for driver_error in driver_errors:
+        app.add_exception_handler(driver_error, _driver_error)
     app.add_exception_handler(Exception, _unexpected_error)

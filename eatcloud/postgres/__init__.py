@@ -44,4 +44,5 @@ async def create_pool(settings: PostgresSettings, *, min_size: int = 1, max_size
         init=_init_connection,
         reset=_keep_session,
         command_timeout=30,
+        timeout=settings.connect_timeout_seconds,  # per connection attempt
     )

@@ -27,9 +27,11 @@ class RedisService(LocalService):
         self.home.mkdir(parents=True, exist_ok=True)
         rd = self.settings.redis
         # Not --daemonize: the Daemon detaches it and records its pid before it can race us.
+        # Append-only file, synced every second: a restarted Redis still has its sessions
+        # (without it every signed-in user got 401 after a restart), carts and gate counters.
         self.daemon.spawn(
             [binary, "--bind", rd.host, "--port", str(rd.port), "--save", "",
-             "--appendonly", "no", "--dir", str(self.home)],
+             "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(self.home)],
             cwd=self.home,
         )  # fmt: skip
 

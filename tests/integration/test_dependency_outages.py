@@ -1,0 +1,219 @@
+"""A dependency outage answers 503 with Retry-After, never 401 or 500, and the very first
+requests after the dependency is back succeed: no dead pooled connection fails one of them.
+
+Each test stops and restarts a Redis or a PostgreSQL of its own on a free loopback port; the
+shared stack's services, which other tests use at the same time, are never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import suppress
+from pathlib import Path
+
+import httpx
+import pytest
+
+from eatcloud.api.app import create_app
+from eatcloud.bootstrap import build
+from eatcloud.settings import Settings
+from eatcloud.stack.postgres import FALLBACK_ROOT, PostgresService
+from tests.integration.api_harness import PASSWORD, Api, api_on, bearer, running_api
+from tests.integration.databases import fresh_database
+from tests.integration.workers import free_port
+
+
+class PrivateRedis:
+    """A redis-server of the test's own that keeps its data across a restart (an append-only
+    file, synced on every write), as a Redis that holds sessions must: a Redis that forgets
+    them ends every session, and 401 is then the truthful answer."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.port = folder, free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        with (self.folder / "redis.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+                 "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.folder)],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while not self._answers_ping():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the private redis-server did not start (log in {self.folder})")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+    def _answers_ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of the test's own, made and run by the local stack's own recipe."""
+
+    def __init__(self, settings: Settings, folder: Path) -> None:
+        self.settings = settings.model_copy(
+            update={
+                "postgres": settings.postgres.model_copy(update={"port": free_port()}),
+                "stack": settings.stack.model_copy(update={"data_dir": folder}),
+            }
+        )
+        self.service = PostgresService(self.settings, say=lambda _: None)
+
+    def start(self) -> None:
+        self.service.start()  # initdb the first time; pg_ctl -w returns once it accepts
+
+    def stop(self) -> None:
+        self.service.stop()
+
+    def remove(self) -> None:
+        with suppress(OSError):
+            self.service.stop()
+        cluster = self.service.cluster.resolve()
+        # The postgres user cannot enter pytest's 0700 folders: the stack then puts the
+        # cluster under FALLBACK_ROOT/<digest>/data and links to it.
+        doomed = cluster.parent if cluster.is_relative_to(FALLBACK_ROOT) else cluster
+        shutil.rmtree(doomed, ignore_errors=True)
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    redis = PrivateRedis(tmp_path)
+    try:
+        redis.start()
+        yield redis
+    finally:
+        redis.stop()
+
+
+@pytest.fixture
+async def private_postgres(settings: Settings, tmp_path: Path) -> AsyncIterator[PrivatePostgres]:
+    postgres = PrivatePostgres(settings, tmp_path / "stack")
+    try:
+        await asyncio.to_thread(postgres.start)
+        yield postgres
+    finally:
+        await asyncio.to_thread(postgres.remove)
+
+
+def assert_unavailable(response: httpx.Response) -> None:
+    """503 problem+json that says when to retry, and nothing that tells the client to log in
+    again or reveals what failed."""
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert int(response.headers["retry-after"]) > 0
+    assert "www-authenticate" not in response.headers
+    body = response.json()
+    assert body["type"].endswith("/dependency-unavailable")
+    assert "Traceback" not in response.text and "127.0.0.1" not in response.text
+
+
+async def hold_pooled_connections(api: Api, count: int) -> None:
+    """Leave ``count`` connected Redis connections in the client's pool, as traffic does."""
+    pool = api.redis.connection_pool
+    held = [await pool.get_connection() for _ in range(count)]
+    for connection in held:
+        await pool.release(connection)
+
+
+async def test_a_redis_outage_is_503_with_retry_after_not_401_and_the_first_requests_after_succeed(
+    settings: Settings, private_redis: PrivateRedis
+) -> None:
+    on_private_redis = settings.model_copy(
+        update={"redis": settings.redis.model_copy(update={"port": private_redis.port})}
+    )
+    async with running_api(on_private_redis) as api:
+        user = await api.account()
+        session = bearer(user["access_token"])
+        await hold_pooled_connections(api, 4)
+
+        await asyncio.to_thread(private_redis.stop)
+        login = {"email": user["email"], "password": PASSWORD}
+        refresh = {"refresh_token": user["refresh_token"]}
+        order = {
+            "store_id": "s",
+            "lines": [{"menu_id": "m", "quantity": 1}],
+            "fulfilment": "PICKUP",
+        }
+        during = [
+            await api.client.get("/api/v1/auth/me", headers=session),
+            await api.client.get("/api/v1/cart", headers=session),
+            await api.client.post("/api/v1/orders", json=order, headers=session),
+            await api.client.post("/api/v1/auth/refresh", json=refresh),
+            await api.client.post("/api/v1/auth/login", json=login),
+        ]
+        for response in during:
+            assert_unavailable(response)
+
+        await asyncio.to_thread(private_redis.start)
+        # At once, so that each request takes a different pooled connection: every one of
+        # them died with the old Redis.
+        after = await asyncio.gather(
+            *(api.client.get("/api/v1/auth/me", headers=session) for _ in range(6))
+        )
+        assert [r.status_code for r in after] == [200] * 6, [r.text for r in after]
+        assert (await api.client.get("/api/v1/cart", headers=session)).status_code == 200
+        refreshed = await api.client.post("/api/v1/auth/refresh", json=refresh)
+        assert refreshed.status_code == 200, refreshed.text
+        assert (await api.client.post("/api/v1/auth/login", json=login)).status_code == 200
+
+
+async def test_a_postgresql_outage_is_503_with_retry_after_not_500_and_the_pool_recovers(
+    private_postgres: PrivatePostgres,
+) -> None:
+    async with fresh_database(private_postgres.settings) as db, api_on(db) as api:
+        user = await api.account()
+        session = bearer(user["access_token"])
+        login = {"email": user["email"], "password": PASSWORD}
+        held = [await api.pool.acquire() for _ in range(4)]  # connections the restart kills
+        for connection in held:
+            await api.pool.release(connection)
+
+        await asyncio.to_thread(private_postgres.stop)
+        during = [
+            await api.client.get("/api/v1/auth/me", headers=session),
+            await api.client.get("/api/v1/categories", headers=session),
+            await api.client.post("/api/v1/auth/login", json=login),
+        ]
+        for response in during:
+            assert_unavailable(response)
+
+        await asyncio.to_thread(private_postgres.start)
+        after = await asyncio.gather(
+            *(api.client.get("/api/v1/auth/me", headers=session) for _ in range(6))
+        )
+        assert [r.status_code for r in after] == [200] * 6, [r.text for r in after]
+        assert (await api.client.post("/api/v1/auth/login", json=login)).status_code == 200
+
+
+async def test_a_postgresql_that_refuses_connections_from_the_start_is_503_not_500(
+    settings: Settings,
+) -> None:
+    """The pool cannot even open: asyncpg lets the refused connection through as OSError."""
+    nobody = settings.model_copy(
+        update={"postgres": settings.postgres.model_copy(update={"port": free_port()})}
+    )
+    transport = httpx.ASGITransport(app=create_app(build(nobody)))
+    async with httpx.AsyncClient(transport=transport, base_url="http://eatcloud.test") as client:
+        signup = await client.post(
+            "/api/v1/auth/signup",
+            json={"email": "nobody@example.test", "password": PASSWORD, "name": "Nobody"},
+        )
+    assert_unavailable(signup)

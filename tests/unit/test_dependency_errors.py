@@ -1,0 +1,104 @@
+"""Which driver errors are a dependency outage (503 with Retry-After) and which are bugs (500),
+and the Redis client that replaces dead pooled connections."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from asyncpg import exceptions as pg
+from asyncpg.exceptions._base import DataError as AsyncpgArgumentError
+from redis import exceptions as rd
+
+from eatcloud.api.app import create_app
+from eatcloud.api.errors import unavailable_dependency
+from eatcloud.bootstrap import build
+from eatcloud.errors import InfrastructureError
+from eatcloud.settings import Settings
+
+OUTAGES: list[tuple[BaseException, str]] = [
+    (rd.ConnectionError("Error 111 connecting to 127.0.0.1:6379"), "redis"),
+    (rd.ConnectionError("Connection closed by server."), "redis"),
+    (rd.TimeoutError("Timeout reading from socket"), "redis"),
+    (rd.BusyLoadingError("Redis is loading the dataset in memory"), "redis"),
+    (rd.ReadOnlyError("You can't write against a read only replica."), "redis"),
+    (pg.CannotConnectNowError("the database system is starting up"), "postgres"),
+    (pg.AdminShutdownError("terminating connection due to administrator command"), "postgres"),
+    (pg.ConnectionDoesNotExistError("connection was closed mid-operation"), "postgres"),
+    (pg.TooManyConnectionsError("sorry, too many clients already"), "postgres"),
+    (pg.InterfaceError("connection is closed"), "postgres"),
+    (ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)"), "network"),
+    (OSError("Multiple exceptions: [Errno 111] ..., [Errno 99] ..."), "network"),
+    (TimeoutError(), "network"),
+]  # fmt: skip
+
+BUGS: list[BaseException] = [
+    rd.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"),
+    rd.DataError("Invalid input of type: 'dict'"),
+    pg.UniqueViolationError("duplicate key value violates unique constraint"),
+    pg.UndefinedColumnError('column "nope" does not exist'),
+    AsyncpgArgumentError("invalid input for query argument $1"),
+    RuntimeError("a plain bug"),
+]
+
+
+@pytest.mark.parametrize(("error", "dependency"), OUTAGES, ids=lambda v: type(v).__name__)
+def test_a_driver_error_that_means_an_outage_names_the_dependency(
+    error: BaseException, dependency: str
+) -> None:
+    assert unavailable_dependency(error) == dependency
+
+
+@pytest.mark.parametrize("error", BUGS, ids=lambda v: type(v).__name__)
+def test_a_driver_error_that_means_a_bug_is_not_an_outage(error: BaseException) -> None:
+    assert unavailable_dependency(error) is None
+
+
+async def answer_to(error: BaseException) -> httpx.Response:
+    """What the API answers when a route meets ``error``."""
+    app = create_app(build(Settings()))
+
+    @app.get("/_fail")
+    async def fail() -> None:
+        raise error
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        return await client.get("/_fail")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [*(e for e, _ in OUTAGES), InfrastructureError("session store: Connection refused")],
+    ids=lambda v: type(v).__name__,
+)
+async def test_an_outage_answers_503_problem_json_with_retry_after_and_no_internals(
+    error: BaseException,
+) -> None:
+    response = await answer_to(error)
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert int(response.headers["retry-after"]) > 0
+    assert response.json()["type"].endswith("/dependency-unavailable")
+    if str(error):  # what failed is for the log, not the client
+        assert str(error) not in response.text
+
+
+@pytest.mark.parametrize("error", BUGS, ids=lambda v: type(v).__name__)
+async def test_a_driver_bug_still_answers_500_without_internals(error: BaseException) -> None:
+    response = await answer_to(error)
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert str(error) not in response.text
+
+
+def test_the_redis_client_pings_idle_connections_and_retries_a_dead_one_once() -> None:
+    settings = Settings()
+    client = build(settings).redis()
+    options = client.connection_pool.connection_kwargs  # type: ignore[attr-defined]  # real client
+    redis = settings.redis
+    assert options["health_check_interval"] == redis.health_check_interval_seconds > 0
+    assert options["socket_timeout"] == redis.socket_timeout_seconds
+    assert options["socket_connect_timeout"] == redis.connect_timeout_seconds
+    connection = client.connection_pool.make_connection()  # type: ignore[attr-defined]
+    assert connection.retry.get_retries() == 1
+    assert {rd.ConnectionError, rd.TimeoutError} <= set(connection.retry._supported_errors)
