@@ -160,16 +160,20 @@ def projections() -> None:
 @projections.command("rebuild")
 @click.option("--yes", is_flag=True, help="do not ask for confirmation")
 def projections_rebuild(yes: bool) -> None:
-    """Empty the read models and replay order-events and stock-events from the start."""
+    """Rebuild the read models from order-events and stock-events (from offset 0), into
+    shadow tables swapped in at once; refused when the log has lost its oldest events."""
     import asyncio
 
-    from eatcloud.postgres.rebuild import TABLES, rebuild
+    from eatcloud.postgres.rebuild import TABLES, HistoryLost, rebuild
 
     settings = get_settings()
     if not yes:
-        click.confirm(f"Empty {', '.join(TABLES)} and replay every event?", abort=True)
-    with _progress_bar() as progress:
-        result = asyncio.run(_served(settings, lambda s: rebuild(s, progress), pool_size=2))
+        click.confirm(f"Rebuild {', '.join(TABLES)} from every event?", abort=True)
+    try:
+        with _progress_bar() as progress:
+            result = asyncio.run(_served(settings, lambda s: rebuild(s, progress), pool_size=2))
+    except HistoryLost as exc:
+        raise click.ClickException(str(exc)) from exc
     for topic, count in result.events.items():
         say(f"{topic}: {count} events replayed")
     if result.skipped:

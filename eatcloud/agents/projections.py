@@ -59,7 +59,9 @@ def register(wiring: Wiring) -> None:
             async with pool.acquire() as conn:
                 fresh = await rm.apply_order_events(conn, [record for record, _ in batch])
             new = {record.event_id for record in fresh}
-            ended = [e.order_id for e, _ in batch if e.event_id in new and isinstance(e, ENDED)]
+            # Every ended order's gate holds go back, new event or not (giving back is
+            # idempotent): a rebuild may have applied the event to the read model first.
+            ended = [e.order_id for e, _ in batch if isinstance(e, ENDED)]
             if ended:
                 await gate.give_back_all(redis, ended)
             for record, headers in batch:

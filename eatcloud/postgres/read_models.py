@@ -2,13 +2,25 @@
 
 Writes are batched: one transaction per batch of events, a handful of statements whatever
 the batch size, and ``processed_events`` in the same transaction, so a redelivered or replayed
-event changes nothing. Events of one order (one store) arrive in order within a batch, since
-they come from one partition.
+event changes nothing, even when both copies arrive in one batch.
+
+Order-tolerant: an order's row keeps the lifecycle stage of the newest event it applied
+(``version``: placed 1, paid 2, accepted 3, ended 4; the saga never moves an order back), and
+an older event that comes late (a redelivery, a rebuild racing the live projection) adds to its
+history without moving its status back. The row may be created by any of its events;
+``placed`` says whether the OrderPlaced, which carries the order's lines and amounts, has been
+applied (the API reads only placed rows). A sale is added to ``store_sales`` once, when its row
+is both placed and completed, whichever came first (``counted``).
+
+Every function takes ``into``: the suffix of the tables it writes, empty for the live read
+models, ``_next`` for the shadow tables ``projections rebuild`` fills and swaps in
+(``eatcloud.postgres.rebuild``). Each set of tables has its own ``processed_events`` consumer.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +28,9 @@ from eatcloud.streams import records as r
 
 ORDER_VIEW = "order_view"
 STOCK_VIEW = "stock_view"
+# The advisory lock that fences the live projections while a rebuild swaps its tables in:
+# every live batch takes it shared, the swap exclusively (``eatcloud.postgres.rebuild``).
+FENCE = 0x0EA7F00D
 
 STATUS = {
     "OrderPlaced": "PENDING",
@@ -25,87 +40,139 @@ STATUS = {
     "OrderCancelled": "CANCELLED",
     "OrderRejected": "REJECTED",
 }
+# The lifecycle stage each event moves an order to (its ``version``).
+STAGE = {
+    "OrderPlaced": 1,
+    "OrderPaid": 2,
+    "OrderAccepted": 3,
+    "OrderCompleted": 4,
+    "OrderCancelled": 4,
+    "OrderRejected": 4,
+}
 
 
 def _when(record: r.Record) -> dt.datetime:
     return dt.datetime.fromtimestamp(record.occurred_at, tz=dt.UTC)
 
 
-async def _fresh(conn: Any, consumer: str, records: list[Any]) -> list[Any]:
-    """The records not applied before, in their order; records them as applied."""
+async def _fresh(conn: Any, consumer: str, records: Sequence[Any]) -> list[Any]:
+    """The records not applied before, each once, in their order; records them as applied."""
+    first: dict[str, Any] = {}
+    for record in records:
+        first.setdefault(record.event_id, record)
+    unique = list(first.values())
     new = await conn.fetch(
         """INSERT INTO processed_events (consumer, event_id)
            SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING RETURNING event_id""",
         consumer,
-        [record.event_id for record in records],
+        [record.event_id for record in unique],
     )
     ids = {row["event_id"] for row in new}
-    return [record for record in records if record.event_id in ids]
+    return [record for record in unique if record.event_id in ids]
 
 
-async def apply_order_events(conn: Any, records: list[r.OrderEvent]) -> list[r.OrderEvent]:
+async def _fenced(conn: Any, into: str) -> None:
+    """A live batch waits while a rebuild swaps the tables (and then writes the new ones)."""
+    if not into:
+        await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", FENCE)
+
+
+def _order_row(e: r.OrderEvent) -> tuple[Any, ...]:
+    kind: str = e.type  # type: ignore[attr-defined]  # every concrete event has its literal
+    details = (
+        (e.total_amount, e.points, [ln.model_dump() for ln in e.lines])
+        if isinstance(e, r.OrderPlaced)
+        else (0, 0, [])  # until its OrderPlaced comes (``placed`` false)
+    )
+    return (
+        e.order_id,
+        e.customer_id,
+        e.store_id,
+        STATUS[kind],
+        getattr(e, "reason", ""),
+        *details,
+        _when(e),
+        STAGE[kind],
+        isinstance(e, r.OrderPlaced),
+    )
+
+
+async def apply_order_events(
+    conn: Any, records: Sequence[r.OrderEvent], into: str = ""
+) -> list[r.OrderEvent]:
     """Project a batch into order_view, order_timeline and store_sales; returns the new ones."""
     async with conn.transaction():
-        fresh = await _fresh(conn, ORDER_VIEW, records)
-        placed = [e for e in fresh if isinstance(e, r.OrderPlaced)]
+        await _fenced(conn, into)
+        fresh = await _fresh(conn, ORDER_VIEW + into, records)
         await conn.executemany(
-            """INSERT INTO order_view (order_id, customer_id, store_id, status, total, points,
-                   lines, placed_at, updated_at)
-               VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $7)
-               ON CONFLICT (order_id) DO NOTHING""",
-            [
-                (
-                    e.order_id,
-                    e.customer_id,
-                    e.store_id,
-                    e.total_amount,
-                    e.points,
-                    [ln.model_dump() for ln in e.lines],
-                    _when(e),
-                )
-                for e in placed
-            ],
+            f"""INSERT INTO order_view{into} AS v (order_id, customer_id, store_id, status, reason,
+                   total, points, lines, placed_at, updated_at, events, version, placed)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, 1, $10, $11)
+               ON CONFLICT (order_id) DO UPDATE SET
+                   events = v.events + 1,
+                   status = CASE WHEN EXCLUDED.version > v.version
+                                 THEN EXCLUDED.status ELSE v.status END,
+                   reason = CASE WHEN EXCLUDED.version > v.version
+                                 THEN EXCLUDED.reason ELSE v.reason END,
+                   updated_at = CASE WHEN EXCLUDED.version > v.version
+                                     THEN EXCLUDED.updated_at ELSE v.updated_at END,
+                   version = GREATEST(v.version, EXCLUDED.version),
+                   total = CASE WHEN v.placed THEN v.total ELSE EXCLUDED.total END,
+                   points = CASE WHEN v.placed THEN v.points ELSE EXCLUDED.points END,
+                   lines = CASE WHEN v.placed THEN v.lines ELSE EXCLUDED.lines END,
+                   placed_at = CASE WHEN v.placed THEN v.placed_at ELSE EXCLUDED.placed_at END,
+                   placed = v.placed OR EXCLUDED.placed""",
+            [_order_row(e) for e in fresh],
         )
         await conn.executemany(
-            """UPDATE order_view SET status = $2, reason = $3, updated_at = $4,
-                   events = events + 1
-               WHERE order_id = $1""",
-            [(e.order_id, STATUS[e.type], getattr(e, "reason", ""), _when(e)) for e in fresh],
-        )
-        await conn.executemany(
-            """INSERT INTO order_timeline (order_id, event_id, type, status, reason, occurred_at)
+            f"""INSERT INTO order_timeline{into} (order_id, event_id, type, status, reason,
+                   occurred_at)
                VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING""",
             [
                 (e.order_id, e.event_id, e.type, STATUS[e.type], getattr(e, "reason", ""), _when(e))
                 for e in fresh
             ],
         )
-        completed = [e for e in fresh if isinstance(e, r.OrderCompleted)]
+        # A sale counts once its order is both placed and completed, in either order.
+        sold = await conn.fetch(
+            f"""UPDATE order_view{into} SET counted = true
+               WHERE order_id = ANY($1::text[]) AND status = 'COMPLETED' AND placed
+                 AND NOT counted
+               RETURNING store_id, (updated_at AT TIME ZONE 'UTC')::date AS day,
+                   total - points AS revenue""",
+            list({e.order_id for e in fresh}),
+        )
+        orders: Counter[tuple[str, dt.date]] = Counter()
+        revenue: Counter[tuple[str, dt.date]] = Counter()
+        for row in sold:
+            orders[(row["store_id"], row["day"])] += 1
+            revenue[(row["store_id"], row["day"])] += row["revenue"]
         await conn.executemany(
-            """INSERT INTO store_sales (store_id, day, orders, revenue)
-               SELECT store_id, $2, 1, total - points FROM order_view WHERE order_id = $1
+            f"""INSERT INTO store_sales{into} (store_id, day, orders, revenue)
+               VALUES ($1, $2, $3, $4)
                ON CONFLICT (store_id, day) DO UPDATE
-               SET orders = store_sales.orders + 1,
-                   revenue = store_sales.revenue + EXCLUDED.revenue""",
-            [(e.order_id, _when(e).date()) for e in completed],
+               SET orders = store_sales{into}.orders + EXCLUDED.orders,
+                   revenue = store_sales{into}.revenue + EXCLUDED.revenue""",
+            [(store, day, n, revenue[(store, day)]) for (store, day), n in orders.items()],
         )
     return fresh
 
 
 async def apply_stock_events(
-    conn: Any, records: Sequence[r.StockLevelChanged | r.StockLevelsChanged]
+    conn: Any, records: Sequence[r.StockLevelChanged | r.StockLevelsChanged], into: str = ""
 ) -> list[r.StockLevelChanged]:
     """Project a batch into stock_view (the ledger line after each event); the lines that
     were new (one per line, ``records.stock_lines``, deduplicated by their ids)."""
     async with conn.transaction():
-        fresh = await _fresh(conn, STOCK_VIEW, r.stock_lines(records))
+        await _fenced(conn, into)
+        fresh = await _fresh(conn, STOCK_VIEW + into, r.stock_lines(records))
         last: dict[tuple[str, str], r.StockLevelChanged] = {}
         for event in fresh:
             if event.change is not r.StockChange.INSUFFICIENT:
                 last[(event.store_id, event.menu_id)] = event
         await conn.executemany(
-            """INSERT INTO stock_view (store_id, menu_id, on_hand, reserved, sold, unlimited,
-                   updated_at)
+            f"""INSERT INTO stock_view{into} (store_id, menu_id, on_hand, reserved, sold,
+                   unlimited, updated_at)
                VALUES ($1, $2, $3, $4, $5, $6, $7)
                ON CONFLICT (store_id, menu_id) DO UPDATE SET on_hand = EXCLUDED.on_hand,
                    reserved = EXCLUDED.reserved, sold = EXCLUDED.sold,
@@ -119,7 +186,8 @@ async def apply_stock_events(
 
 
 async def order_view(conn: Any, order_id: str) -> dict[str, Any] | None:
-    row = await conn.fetchrow("SELECT * FROM order_view WHERE order_id = $1", order_id)
+    """The order's row once its OrderPlaced is applied (None before)."""
+    row = await conn.fetchrow("SELECT * FROM order_view WHERE order_id = $1 AND placed", order_id)
     return None if row is None else dict(row)
 
 
@@ -143,8 +211,8 @@ async def orders_where(
 ) -> list[dict[str, Any]]:
     rows = await conn.fetch(
         """SELECT * FROM order_view
-           WHERE ($1::text IS NULL OR customer_id = $1) AND ($2::text IS NULL OR store_id = $2)
-             AND ($3::text IS NULL OR status = $3)
+           WHERE placed AND ($1::text IS NULL OR customer_id = $1)
+             AND ($2::text IS NULL OR store_id = $2) AND ($3::text IS NULL OR status = $3)
            ORDER BY placed_at DESC, order_id LIMIT $4 OFFSET $5""",
         customer_id,
         store_id,

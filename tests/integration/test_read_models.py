@@ -83,6 +83,62 @@ async def test_a_projection_applies_each_event_once_however_often_it_is_delivere
     assert dict(sales) == {"orders": 1, "revenue": 11_000}
 
 
+async def test_two_copies_of_an_event_in_one_batch_apply_once(api: Api) -> None:
+    """A redelivery can put both copies of an event in one batch: before, both were applied
+    (a completed order's revenue counted twice, its ``events`` counter off by one)."""
+    customer, order = await _placed_order(api)
+    events = _history(order, customer["id"])
+    doubled = [e for event in events for e in (event, event)]
+    async with api.pool.acquire() as conn:
+        fresh = await rm.apply_order_events(conn, doubled)
+        view = await rm.order_view(conn, order["order_id"])
+        sales = await conn.fetchrow(
+            "SELECT orders, revenue FROM store_sales WHERE store_id = $1", order["store_id"]
+        )
+    assert [e.type for e in fresh] == [e.type for e in events]
+    assert view is not None and (view["status"], view["events"]) == ("COMPLETED", 4)
+    assert dict(sales) == {"orders": 1, "revenue": 11_000}
+
+
+@pytest.mark.parametrize(
+    "arrival",
+    [
+        [1, 0, 2, 3],  # OrderPaid before a redelivered OrderPlaced
+        [3, 2, 1, 0],  # the whole history backwards
+        [0, 3, 1, 2],  # completed early, then the rest
+    ],
+)
+async def test_an_order_ends_right_whatever_order_its_events_come_in(
+    api: Api, arrival: list[int]
+) -> None:
+    customer, order = await _placed_order(api)
+    events = _history(order, customer["id"])
+    async with api.pool.acquire() as conn:
+        for n in arrival:  # one batch each
+            await rm.apply_order_events(conn, [events[n]])
+        view = await rm.order_view(conn, order["order_id"])
+        timeline = await rm.timeline(conn, order["order_id"])
+        sales = await conn.fetchrow(
+            "SELECT orders, revenue FROM store_sales WHERE store_id = $1", order["store_id"]
+        )
+    assert view is not None
+    assert (view["status"], view["events"], view["total"]) == ("COMPLETED", 4, 11_000)
+    assert [line["menu_id"] for line in view["lines"]] == [ln["menu_id"] for ln in order["lines"]]
+    assert sorted(t["status"] for t in timeline) == ["ACCEPTED", "COMPLETED", "PAID", "PENDING"]
+    assert dict(sales) == {"orders": 1, "revenue": 11_000}
+
+
+async def test_an_order_whose_placed_event_is_not_applied_yet_is_not_shown(api: Api) -> None:
+    customer, order = await _placed_order(api)
+    paid = _history(order, customer["id"])[1]
+    async with api.pool.acquire() as conn:
+        await rm.apply_order_events(conn, [paid])
+        view = await rm.order_view(conn, order["order_id"])
+        listed = await rm.orders_where(conn, customer_id=customer["id"])
+    assert view is None
+    assert order["order_id"] not in [row["order_id"] for row in listed]
+
+
 async def test_a_stock_event_projects_each_of_its_lines_once_however_often_it_is_delivered(
     api: Api,
 ) -> None:
