@@ -18,6 +18,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from eatcloud.streams import topics as t
+
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -65,11 +67,20 @@ def consumer(bootstrap: str, topic: str, group_id: str | None = None) -> AIOKafk
     return AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group_id, **options)
 
 
-async def create_topics(bootstrap: str, names: Collection[str], partitions: int) -> None:
+async def create_topics(
+    bootstrap: str, names: Collection[str], partitions: int, prefix: str = ""
+) -> None:
+    """Topics as the worker declares them (the event log keeps every event, or the worker
+    refuses to run): ``names`` are full names, ``prefix`` what to strip to find their kind."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(name, partitions, 1) for name in names])
+        await admin.create_topics(
+            [
+                NewTopic(name, partitions, 1, topic_configs=t.configs(name.removeprefix(prefix)))
+                for name in names
+            ]
+        )
     finally:
         await admin.close()
 

@@ -319,7 +319,9 @@ async def run_saga(args: argparse.Namespace) -> dict[str, Any]:
     orders = make_orders(args.orders, args.stores, args.items, 42, "o")
     warm = make_orders(20, args.stores, args.items, 1, "warm")
     stock = plan_stock(orders, args.stores, args.items)
-    await common.create_topics(args.bootstrap, [prefix + name for name in t.ALL], args.partitions)
+    await common.create_topics(
+        args.bootstrap, [prefix + name for name in t.ALL], args.partitions, prefix
+    )
     data = Path(tempfile.mkdtemp(prefix="eatcloud-bench-"))
     procs = start_workers(args, prefix, data)
     producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, linger_ms=5, acks="all")

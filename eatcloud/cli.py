@@ -181,6 +181,36 @@ def projections_rebuild(yes: bool) -> None:
 
 
 @main.group()
+def topics() -> None:
+    """The platform's Kafka topics."""
+
+
+@topics.command("keep-history")
+def topics_keep_history() -> None:
+    """Make order-events and stock-events keep every event (retention.ms=-1,
+    retention.bytes=-1, cleanup.policy=delete), keeping their other settings. Workers refuse
+    to run until they do."""
+    import asyncio
+
+    from aiokafka.errors import KafkaError
+
+    from eatcloud.streams import retention
+
+    settings = get_settings()
+    try:
+        changed = asyncio.run(retention.keep_history(settings))
+        left = asyncio.run(retention.problems(settings))
+    except (KafkaError, retention.HistoryAtRisk) as exc:
+        raise click.ClickException(f"Kafka at {settings.kafka.bootstrap_servers}: {exc}") from exc
+    for name in changed:
+        say(f"{name}: now keeps every event")
+    if left:
+        raise click.ClickException("still set to delete events: " + "; ".join(left))
+    if not changed:
+        say("the event topics keep every event already (or do not exist yet)")
+
+
+@main.group()
 def saga() -> None:
     """Order sagas, as the workers hold them."""
 

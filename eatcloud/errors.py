@@ -60,3 +60,5 @@ class RateLimited(DomainError):
 # The exit status of a worker that stopped itself because a unit of records failed half way
 # (EX_SOFTWARE). Its records are read again after a restart: restart it.
 EXIT_UNIT_FAILED = 70
+# The worker refuses to run: the event log is set to delete events (sysexits' EX_CONFIG).
+EXIT_HISTORY_AT_RISK = 78

@@ -17,7 +17,9 @@ Around them, plain Faust agents and tasks:
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import os
+from typing import Any, NoReturn
 
 from faust.exceptions import NotReady
 
@@ -34,9 +36,11 @@ from eatcloud.agents import (
 )
 from eatcloud.agents.wiring import Wiring
 from eatcloud.domain.saga import SagaPolicy
+from eatcloud.errors import EXIT_HISTORY_AT_RISK
 from eatcloud.resources import Services
 from eatcloud.runtime.adapter import Runtime
 from eatcloud.settings import Settings
+from eatcloud.streams import retention
 from eatcloud.streams import topics as t
 
 # The environment of a worker that runs the saga and nothing around it: the saga's tests and
@@ -48,6 +52,8 @@ SAGA_ONLY_ENV = {
     "EATCLOUD_WORKER__KINESIS_FORWARDER": "false",
     "EATCLOUD_WORKER__METRICS_PORT": "0",
 }
+
+log = logging.getLogger("eatcloud.worker")
 
 
 def policy_from(settings: Settings) -> SagaPolicy:
@@ -108,7 +114,8 @@ def register(app: Any, services: Services) -> Wiring:
     @app.task  # type: ignore[untyped-decorator]  # faust is untyped
     async def declare_topics() -> None:
         """Create every missing topic with our partition count (next to the agents, as soon
-        as the worker is ready). A worker told to stop meanwhile ends it quietly: its producer
+        as the worker is ready), then refuse to run if the event log would delete events
+        (``streams.retention``). A worker told to stop meanwhile ends it quietly: its producer
         may be gone already, and a stop must end with status 0, not as a crash."""
         for topic in topics.values():
             if app.should_stop:
@@ -119,6 +126,11 @@ def register(app: Any, services: Services) -> Wiring:
                 if app.should_stop:
                     return
                 raise
+        try:
+            await retention.require_full_history(settings)
+        except retention.HistoryAtRisk as exc:
+            refuse_to_run(str(exc))
+        log.info("the event log keeps every event (%s)", ", ".join(retention.EVENT_LOG))
 
     @app.task  # type: ignore[untyped-decorator]  # faust is untyped
     async def close_services_on_stop() -> None:
@@ -126,3 +138,11 @@ def register(app: Any, services: Services) -> Wiring:
         await app.add_async_context(services)
 
     return wiring
+
+
+def refuse_to_run(reason: str) -> NoReturn:
+    """End the worker at once with ``EXIT_HISTORY_AT_RISK``, saying why on the log."""
+    log.critical("the worker refuses to run: %s", reason)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(EXIT_HISTORY_AT_RISK)

@@ -115,7 +115,11 @@ class KafkaService(LocalService):
             "transaction.state.log.num.partitions": "10",
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "true",
-            "log.retention.hours": "168",
+            # Keep every topic's data: a topic a client auto-creates before the worker declares
+            # it (a test's consumer of order-events, say) must keep history too, or the worker
+            # refuses to run (``streams.retention``). The platform's event topics also carry
+            # retention.ms=-1 themselves, for brokers whose default is otherwise.
+            "log.retention.ms": "-1",
         }
         config.write_text("".join(f"{k}={v}\n" for k, v in properties.items()))
         log4j = self.home / "log4j.properties"

@@ -12,6 +12,9 @@
 |                  |             | ForgetPoints                                               |
 | <input>-dlq      | as input    | poison messages, with error headers and coordinates        |
 
+``order-events`` and ``stock-events`` keep every event (retention.ms=-1, retention.bytes=-1,
+cleanup.policy=delete): they are the source of truth that rebuilds replay from offset 0.
+
 ``order-commands``, ``saga-replies`` and ``stock-commands`` share key (the store) and
 partition count, so one agent reads all three: a store's sagas and its stock ledger live in
 the same partition, and reserving, committing and releasing stock are local steps of the
@@ -36,6 +39,14 @@ PAYMENT_COMMANDS = "payment-commands"
 POINTS_COMMANDS = "points-commands"
 INPUTS = (ORDER_COMMANDS, SAGA_REPLIES, STOCK_COMMANDS, PAYMENT_COMMANDS, POINTS_COMMANDS)
 ALL = (*INPUTS, ORDER_EVENTS, STOCK_EVENTS)
+# The event log, the source of truth: it keeps every event (``streams.retention``).
+EVENT_LOG = (ORDER_EVENTS, STOCK_EVENTS)
+KEEP_FOREVER = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete"}
+
+
+def configs(topic: str) -> dict[str, str]:
+    """The topic-level settings a platform topic (unprefixed name) is created with."""
+    return dict(KEEP_FOREVER) if topic in EVENT_LOG else {}
 
 
 def dlq(topic: str) -> str:
@@ -95,7 +106,8 @@ class TopicNames:
 
 
 def declare(app: Any, names: TopicNames, partitions: int) -> dict[str, Any]:
-    """Faust topics for every name (raw bytes in and out), keyed by unprefixed name."""
+    """Faust topics for every name (raw bytes in and out), keyed by unprefixed name; the
+    event log's are created to keep every event."""
     return {
         topic: app.topic(
             names(topic),
@@ -104,6 +116,7 @@ def declare(app: Any, names: TopicNames, partitions: int) -> dict[str, Any]:
             key_serializer="raw",
             value_serializer="raw",
             internal=True,
+            config=configs(topic),
         )
         for topic in [*ALL, *(dlq(t) for t in INPUTS)]
     }

@@ -19,6 +19,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from eatcloud.errors import EXIT_UNIT_FAILED
 from eatcloud.settings import Settings
 from eatcloud.streams import records as r
+from eatcloud.streams import topics as t
 from tests.integration.saga_harness import Bus, order, saga_worker, unique_prefix
 
 
@@ -36,7 +37,8 @@ async def test_a_unit_the_broker_refuses_stops_the_worker_and_is_read_again(
     events = prefix + "order-events"
     admin = await _admin(bootstrap)
     try:
-        small = {"max.message.bytes": "64"}  # smaller than any record batch
+        # smaller than any record batch (and keeping every event, or the worker refuses)
+        small = {"max.message.bytes": "64", **t.configs(t.ORDER_EVENTS)}
         await admin.create_topics([NewTopic(events, 4, 1, topic_configs=small)])
     finally:
         await admin.close()
@@ -61,7 +63,8 @@ async def test_a_unit_the_broker_refuses_stops_the_worker_and_is_read_again(
 
         admin = await _admin(bootstrap)
         try:
-            fixed = {"max.message.bytes": "1048588"}
+            # AlterConfigs replaces every topic-level setting: keep the event log's too
+            fixed = {"max.message.bytes": "1048588", **t.configs(t.ORDER_EVENTS)}
             await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, events, fixed)])
         finally:
             await admin.close()

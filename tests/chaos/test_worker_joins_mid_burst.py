@@ -24,7 +24,12 @@ async def create_topics(bootstrap: str, prefix: str, partitions: int) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(prefix + name, partitions, 1) for name in t.ALL])
+        await admin.create_topics(
+            [
+                NewTopic(prefix + name, partitions, 1, topic_configs=t.configs(name))
+                for name in t.ALL
+            ]
+        )
     finally:
         await admin.close()
 

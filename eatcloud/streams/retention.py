@@ -1,0 +1,107 @@
+"""The event log keeps every event: the topic settings that say so, checked and set.
+
+``order-events`` and ``stock-events`` are the source of truth (event sourcing): the read
+models, a ``projections rebuild`` and analysts replay them from offset 0. A topic created with
+the broker's default retention (7 days) silently deletes its oldest events, and a rebuild then
+turns old orders into nothing. So both are created with ``topics.KEEP_FOREVER``
+(``topics.declare``), the worker refuses to start when either has a setting that loses
+history (``problems``), and ``eatcloud topics keep-history`` sets it on topics created before
+(``keep_history``), keeping their other settings. ``cleanup.policy=compact`` would lose
+history too: it keeps one record per key, and these topics are keyed by order and store.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from eatcloud.settings import Settings
+from eatcloud.streams import topics as t
+
+KEEP_FOREVER = t.KEEP_FOREVER
+EVENT_LOG = t.EVENT_LOG
+_DYNAMIC_TOPIC_CONFIG = 1  # DescribeConfigs' config_source for a setting made on the topic
+_UNKNOWN_TOPIC = 3
+
+
+class HistoryAtRisk(RuntimeError):
+    """An event topic is set to delete events (retention or compaction)."""
+
+
+async def _describe(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, list[Any]]:
+    """Each existing topic's config entries (name, value, read_only, source, ...)."""
+    asked = [ConfigResource(ConfigResourceType.TOPIC, name, None) for name in names]
+    found: dict[str, list[Any]] = {}
+    for response in await admin.describe_configs(asked):
+        for error, message, _, name, entries in response.resources:
+            if error == _UNKNOWN_TOPIC:
+                continue
+            if error:
+                raise HistoryAtRisk(f"cannot read the settings of {name}: {error} {message}")
+            found[name] = list(entries)
+    return found
+
+
+def _admin(settings: Settings) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+
+
+async def problems(settings: Settings) -> list[str]:
+    """What, in the event topics' settings, would delete events (empty: nothing). A topic
+    that does not exist yet is no problem: the worker creates it with ``KEEP_FOREVER``."""
+    names = [settings.kafka.topic_prefix + topic for topic in EVENT_LOG]
+    admin = _admin(settings)
+    await admin.start()
+    try:
+        described = await _describe(admin, names)
+    finally:
+        await admin.close()
+    found = []
+    for name, entries in described.items():
+        values = {entry[0]: entry[1] for entry in entries}
+        for key, wanted in KEEP_FOREVER.items():
+            if values.get(key) != wanted:
+                found.append(f"{name}: {key}={values.get(key)} (must be {wanted})")
+    return found
+
+
+async def keep_history(settings: Settings) -> list[str]:
+    """Set ``KEEP_FOREVER`` on the existing event topics, keeping their other topic-level
+    settings (Kafka's AlterConfigs replaces them all); the topics changed."""
+    names = [settings.kafka.topic_prefix + topic for topic in EVENT_LOG]
+    admin = _admin(settings)
+    await admin.start()
+    try:
+        described = await _describe(admin, names)
+        changed, resources = [], []
+        for name, entries in described.items():
+            own = {e[0]: e[1] for e in entries if e[3] == _DYNAMIC_TOPIC_CONFIG}
+            if all(own.get(key) == value for key, value in KEEP_FOREVER.items()):
+                continue
+            resources.append(
+                ConfigResource(ConfigResourceType.TOPIC, name, {**own, **KEEP_FOREVER})
+            )
+            changed.append(name)
+        if resources:
+            for response in await admin.alter_configs(resources):
+                for error, message, _, name in response.resources:
+                    if error:
+                        raise HistoryAtRisk(f"cannot change the settings of {name}: {message}")
+        return changed
+    finally:
+        await admin.close()
+
+
+async def require_full_history(settings: Settings) -> None:
+    """Raise ``HistoryAtRisk`` (with what to do) when an event topic would delete events."""
+    found = await problems(settings)
+    if found:
+        raise HistoryAtRisk(
+            "the event log must keep every event, but " + "; ".join(found) + ". Events "
+            "deleted by retention or compaction are gone from every rebuild and replay. "
+            "Run `eatcloud topics keep-history` to set retention.ms=-1, retention.bytes=-1 "
+            "and cleanup.policy=delete on these topics (docs/operations.md, Event log "
+            "retention)."
+        )
