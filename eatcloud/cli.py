@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -17,9 +16,11 @@ from typing import TYPE_CHECKING, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from eatcloud.errors import EXIT_UNIT_FAILED, StackError
+from eatcloud.ops.supervise import Child, Supervisor
 from eatcloud.postgres.migrate import Migration
 
 if TYPE_CHECKING:
@@ -539,38 +540,29 @@ def run() -> None:
 
     applied = asyncio.run(_migrate(settings))
     say(f"schema is up to date ({len(applied)} migration(s) applied now)")
-    children = {
-        "worker": subprocess.Popen(_worker_argv(settings)),
-        "api": subprocess.Popen(_api_argv(settings)),
-    }
-    stopping = False
+    # Any exit of either child restarts it with backoff; the other keeps running (the API keeps
+    # taking checkouts into the outbox while the worker is away). See eatcloud/ops/supervise.py.
+    supervisor = Supervisor(
+        [
+            # EXIT_UNIT_FAILED: the worker stopped itself to have its records read again.
+            Child("worker", _worker_argv(settings), {EXIT_UNIT_FAILED: "a unit failed"}),
+            Child("api", _api_argv(settings)),
+        ],
+        say=lambda message: say(f"[yellow]{escape(message)}[/]"),
+    )
 
     def _stop(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
+        supervisor.stop()
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     _print_endpoints(settings)
-    while not stopping:
-        worker = children["worker"]
-        if worker.poll() == EXIT_UNIT_FAILED:  # it asks to be restarted: see docs/saga.md
-            say(f"[yellow]worker exited with {EXIT_UNIT_FAILED} (a unit failed); restarting it[/]")
-            children["worker"] = subprocess.Popen(_worker_argv(settings))
-        if any(child.poll() is not None for child in children.values()):
-            break
-        time.sleep(0.5)
-    for name, child in children.items():
-        if child.poll() is None:
-            child.terminate()
-        else:
-            say(f"[red]{name} exited with {child.returncode}[/]")
-    for child in children.values():
-        try:
-            child.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            child.kill()
-    manager.down(settings, say, only=started)
+    try:
+        outcome = supervisor.run()
+    finally:
+        manager.down(settings, say, only=started)
+    if outcome.failure is not None:
+        raise click.ClickException(f"{outcome.failure}; stopped everything")
     say("stopped")
 
 

@@ -73,6 +73,16 @@ class WorkerSettings(_Group):
     # garbage collector walks in every full collection, so the pause grows with this number
     # (docs/benchmarks.md: about 5 ms per 1,000 values here).
     cached_values: int = Field(default=10_000, ge=0, le=1_000_000)
+    # How often a worker tries to prune the outbox and processed_events (one worker of the
+    # cluster at a time: eatcloud.postgres.pruning; the first round this long after start).
+    prune_interval_seconds: float = Field(default=3600.0, gt=0)
+    # A published outbox row stays this long (for ops: what was sent, when), then goes.
+    # Unpublished rows are never pruned, whatever their age.
+    outbox_keep_seconds: float = Field(default=7 * 24 * 3600.0, gt=0)
+    # A projection remembers an applied event id this long; a copy of the event arriving
+    # later is applied again (see eatcloud.postgres.pruning). Keep it well above the longest
+    # a projection can be down or behind; a week matches the stock gate's dedup keys.
+    processed_events_keep_seconds: float = Field(default=7 * 24 * 3600.0, gt=0)
 
 
 class SagaSettings(_Group):

@@ -13,6 +13,8 @@ Around them, plain Faust agents and tasks:
 - ``outbox_relay`` (on the leader): the API's outbox rows in PostgreSQL -> their topics
 - ``order-projection``, ``stock-projection``: events -> PostgreSQL read models, Redis gate
 - ``kinesis-order-events``, ``kinesis-stock-events``: events -> the Kinesis analytics stream
+- ``housekeeping`` (one worker of the cluster at a time): prunes published outbox rows and old
+  processed-event records (``eatcloud.postgres.pruning``)
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from faust.exceptions import NotReady
 from eatcloud import tables
 from eatcloud.agents import (
     forwarder,
+    housekeeping,
     orchestrator,
     payment,
     points,
@@ -110,6 +113,8 @@ def register(app: Any, services: Services) -> Wiring:
     if worker.kinesis_forwarder:
         forwarder.register(wiring)
     telemetry.register(app, services)
+    if worker.outbox_relay or worker.projections:  # the database's tables: prune them
+        housekeeping.register(app, services)
 
     @app.task  # type: ignore[untyped-decorator]  # faust is untyped
     async def declare_topics() -> None:

@@ -3,11 +3,19 @@
 The ids come from the context of the work in progress (``observability.context``): an HTTP
 request, or the Kafka message an agent is handling. The same dictConfig serves uvicorn (the
 API) and Faust (the worker), so every process writes the same shape.
+
+A dependency outage is logged once, then at a bounded rate with a count, and once more when
+it stops (``Throttle``): during a broker outage the Kafka clients repeat the same warning
+thousands of times a second (a worker wrote 59 MB in 35 s).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from eatcloud.observability import context
@@ -26,6 +34,76 @@ class ContextIds(logging.Filter):
             record.trace_id = context.trace_id()
         if getattr(record, "order_id", None) is None:
             record.order_id = context.order_id.get()
+        return True
+
+
+# The clients of our dependencies: their repeated warnings are throttled, ours never are.
+THROTTLED = ("aiokafka", "kafka", "faust", "mode", "asyncpg", "redis", "botocore", "urllib3")
+_SUMMARY = "throttle_summary"  # marks the filter's own "stopped" lines
+
+
+@dataclass
+class _Burst:
+    first: float  # when the first record of the burst was let through
+    last: float  # when the last record (let through or not) came
+    shown: float  # when a record was last let through
+    held: int = 0  # records held back since ``shown``
+    total: int = 1  # records in the burst
+
+
+class Throttle(logging.Filter):
+    """Lets the first WARNING-or-worse record of a kind (logger and message template) from a
+    dependency's client through, then one per ``every`` seconds saying how many were held
+    back, and, once none has come for ``quiet`` seconds, a line saying the burst stopped
+    (written when the next record of any kind passes through this filter). Thread-safe:
+    Faust's consumer thread logs too."""
+
+    def __init__(
+        self, every: float = 10.0, quiet: float = 10.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__()
+        self.every, self.quiet, self.clock = every, quiet, clock
+        self.bursts: dict[tuple[str, str], _Burst] = {}
+        self.lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = self.clock()
+        with self.lock:
+            ended = [k for k, b in self.bursts.items() if now - b.last >= self.quiet]
+            stopped = [(kind, self.bursts.pop(kind)) for kind in ended]
+            keep = self._admit(record, now)
+        for (name, template), burst in stopped:
+            if burst.total > 1:
+                logging.getLogger(name).warning(
+                    "stopped: %r came %d times in %.0f s (the last %.0f s ago)",
+                    template[:200],
+                    burst.total,
+                    burst.last - burst.first,
+                    now - burst.last,
+                    extra={_SUMMARY: True},
+                )
+        return keep
+
+    def _admit(self, record: logging.LogRecord, now: float) -> bool:
+        if (
+            record.levelno < logging.WARNING
+            or not record.name.startswith(THROTTLED)
+            or getattr(record, _SUMMARY, False)
+        ):
+            return True
+        kind = (record.name, str(record.msg))
+        burst = self.bursts.get(kind)
+        if burst is None:
+            self.bursts[kind] = _Burst(now, now, now)
+            return True
+        burst.last, burst.total = now, burst.total + 1
+        if now - burst.shown < self.every:
+            burst.held += 1
+            return False
+        if burst.held:
+            held = f"{burst.held} more like this in the last {now - burst.shown:.0f} s"
+            record.msg = f"{record.msg} [{held}]"
+        burst.shown, burst.held = now, 0
         return True
 
 
@@ -51,14 +129,14 @@ def logging_config(settings: Settings) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"context": {"()": ContextIds}},
+        "filters": {"context": {"()": ContextIds}, "throttle": {"()": Throttle}},
         "formatters": formatters,
         "handlers": {
             "default": {
                 "class": "logging.StreamHandler",
                 "stream": "ext://sys.stderr",
                 "formatter": settings.log_format,
-                "filters": ["context"],
+                "filters": ["throttle", "context"],
             }
         },
         "root": {"level": settings.log_level.upper(), "handlers": ["default"]},

@@ -92,6 +92,13 @@ class Metrics:
         self.outbox_published = Counter(
             "eatcloud_outbox_published_total", "outbox rows published", registry=registry
         )
+        # Housekeeping (eatcloud.postgres.pruning).
+        self.pruned_rows = Counter(
+            "eatcloud_pruned_rows_total",
+            "rows the pruning job deleted, by table",
+            ["table"],
+            registry=registry,
+        )
         # Kinesis.
         self.kinesis_records = Counter(
             "eatcloud_kinesis_records_total",

@@ -73,3 +73,21 @@ def test_blank_kinesis_endpoint_and_keys_mean_aws_and_the_default_credential_cha
     kinesis = Settings().kinesis
     assert kinesis.endpoint_url is None
     assert kinesis.access_key_id is None and kinesis.secret_access_key is None
+
+
+def test_pruning_runs_hourly_and_keeps_a_week_by_default() -> None:
+    worker = Settings().worker
+    assert worker.prune_interval_seconds == 3600
+    assert worker.outbox_keep_seconds == worker.processed_events_keep_seconds == 7 * 24 * 3600
+
+
+@pytest.mark.parametrize(
+    "name", ["PRUNE_INTERVAL_SECONDS", "OUTBOX_KEEP_SECONDS", "PROCESSED_EVENTS_KEEP_SECONDS"]
+)
+@pytest.mark.parametrize("value", ["0", "-60"])
+def test_a_pruning_interval_or_keep_time_that_is_not_positive_is_refused(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(f"EATCLOUD_WORKER__{name}", value)
+    with pytest.raises(ValidationError, match=name.lower()):
+        Settings()
