@@ -2,13 +2,14 @@
 
 ``step`` applies one stock command with the pure ledger functions, writes the store's ledger
 and the order's reservation record, sends one ``StockLevelsChanged`` (every touched line) to
-``stock-events`` and returns the saga's answer. It runs inside the orchestrator's agent
-(``orchestrator.handle``), which reads ``stock-commands`` too: the saga's own reserve, commit
-and release are local steps of its unit (their answer goes straight back into ``decide``),
-and adjustments and expiries arriving on ``stock-commands`` are applied in the same partition
-by the same agent, so no two units ever write one store's ledger at once. A repeated command
-finds the reservation record unchanged and answers again with the same reply; a repeated
-adjustment is recognised by its event_id and skipped.
+``stock-events`` (each line with its item's version, see ``domain.stock``) and returns the
+saga's answer. It runs inside the orchestrator's agent (``orchestrator.handle``), which
+reads ``stock-commands`` too: the saga's own reserve, commit and release are local steps of
+its unit (their answer goes straight back into ``decide``), and adjustments and expiries
+arriving on ``stock-commands`` are applied in the same partition by the same agent, so no
+two units ever write one store's ledger at once. A repeated command finds the reservation
+record unchanged and answers again with the same reply; a repeated adjustment is recognised
+by its event_id and skipped.
 
 A timer keeps the expiry of the reservations this worker holds and sends
 ``ExpireReservations`` with the orders whose TTL passed; the handler releases those still held.
@@ -125,6 +126,7 @@ def _record(
                         on_hand=change.item.on_hand,
                         reserved=change.item.reserved,
                         sold=change.item.sold,
+                        version=change.item.version,
                     )
                     for change in outcome.changes
                 ),

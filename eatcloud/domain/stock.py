@@ -5,6 +5,15 @@ for orders not yet paid) and ``sold``. Invariants, checked by the property tests
 ``on_hand + sold == baseline`` (initial stock plus adjustments), ``0 <= reserved <= on_hand``.
 Unlimited items keep no counts and always reserve.
 
+Each item has a ``version``: every change to the item's ledger line raises it by exactly one,
+line by line (reserve, commit, release, expiry, return, adjustment), so the version counts
+the states the line has been in, and consecutive stock lines of an item carry consecutive
+versions in the order of the log. A consumer keeps one number per item to skip the lines it
+has seen (the checkout's stock gate). A line that leaves the item as it was repeats the
+item's current version: an ``insufficient`` refusal, an adjustment by 0 that keeps the
+unlimited flag (a probe), and the lines of an order whose units were not counted (the item
+was unlimited when reserved). Ledgers stored before versions existed read as version 0.
+
 A reservation covers all lines of one order and is all-or-nothing. Its record (one per order)
 is the idempotency key: a repeated command finds the record and changes nothing; releasing an
 order that never reserved leaves a RELEASED tombstone so a late reserve cannot resurrect it.
@@ -31,6 +40,7 @@ class ItemStock(_Value):
     sold: int = 0
     baseline: int = 0
     unlimited: bool = False
+    version: int = 0  # one up on every change of the line above; see the module docstring
 
     @property
     def available(self) -> int:
@@ -83,6 +93,12 @@ class Outcome:
     rejected: str = ""
 
 
+def _changed(item: ItemStock, **update: int) -> ItemStock:
+    """The item with ``update`` applied, its version one up if that changed it."""
+    after = item.model_copy(update=update)
+    return item if after == item else after.model_copy(update={"version": item.version + 1})
+
+
 def _with_items(store: StoreStock, items: dict[str, ItemStock]) -> StoreStock:
     """The ledger with ``items`` replaced."""
     return StoreStock(items={**store.items, **items})
@@ -121,7 +137,7 @@ def reserve(
     for line in lines:
         item = items.get(line.menu_id, store.items[line.menu_id])
         if not item.unlimited:
-            item = item.model_copy(update={"reserved": item.reserved + line.quantity})
+            item = _changed(item, reserved=item.reserved + line.quantity)
         items[line.menu_id] = item
         changes_list.append(LineChange(line.menu_id, StockChange.RESERVED, line.quantity, item))
     uncounted = tuple(menu_id for menu_id in need if store.items[menu_id].unlimited)
@@ -145,12 +161,11 @@ def commit(store: StoreStock, current: Reservation | None, order_id: str) -> Out
     for line in current.lines:
         item = items.get(line.menu_id, store.items[line.menu_id])
         if line.menu_id not in current.uncounted:
-            item = item.model_copy(
-                update={
-                    "reserved": item.reserved - line.quantity,
-                    "on_hand": item.on_hand - line.quantity,
-                    "sold": item.sold + line.quantity,
-                }
+            item = _changed(
+                item,
+                reserved=item.reserved - line.quantity,
+                on_hand=item.on_hand - line.quantity,
+                sold=item.sold + line.quantity,
             )
         items[line.menu_id] = item
         changes.append(LineChange(line.menu_id, StockChange.COMMITTED, line.quantity, item))
@@ -186,7 +201,7 @@ def release(store: StoreStock, current: Reservation | None, order_id: str, reaso
                 if was_sold
                 else {"reserved": item.reserved - q}
             )
-            item = item.model_copy(update=update)
+            item = _changed(item, **update)
         items[line.menu_id] = item
         changes.append(LineChange(line.menu_id, change, line.quantity, item))
     released = current.model_copy(update={"status": ReservationStatus.RELEASED, "reason": reason})
@@ -195,7 +210,8 @@ def release(store: StoreStock, current: Reservation | None, order_id: str, reaso
 
 def adjust(store: StoreStock, menu_id: str, delta: int, unlimited: bool | None) -> Outcome:
     """A delivery or write-off; refused if it would take away reserved units."""
-    item = store.items.get(menu_id, ItemStock())
+    before = store.items.get(menu_id)
+    item = ItemStock() if before is None else before
     if unlimited is not None:
         item = item.model_copy(update={"unlimited": unlimited})
     if item.on_hand + delta < item.reserved:
@@ -203,6 +219,8 @@ def adjust(store: StoreStock, menu_id: str, delta: int, unlimited: bool | None) 
     item = item.model_copy(
         update={"on_hand": item.on_hand + delta, "baseline": item.baseline + delta}
     )
+    if item != before:  # a new item, new counts or a new flag (not a probe)
+        item = item.model_copy(update={"version": item.version + 1})
     change = LineChange(menu_id, StockChange.ADJUSTED, delta, item)
     return Outcome(_with_items(store, {menu_id: item}), None, (change,))
 

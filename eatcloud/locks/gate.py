@@ -7,6 +7,13 @@ events (``apply``): a reservation consumes the order's hold; releases, expiries,
 adjustments move the counter. Holds of orders that never reached the stock agent are given
 back (``give_back``) when checkout fails or the order ends. It is an admission filter: the
 stock agent's ledger is the truth, and an unknown counter admits.
+
+Each line is applied once per item version: lines carry their item's version (one up per
+change of the item, ``domain.stock``) and the gate keeps, beside each counter, the last
+version it applied (``version``), so a redelivered or older line, or one that changed
+nothing (its version repeated), is skipped however late it comes, with one key per item
+instead of one per event. Lines of events written before items had versions are applied
+once per event id (``gate:seen:<id>``, kept ``DEDUP_TTL_SECONDS``).
 """
 
 from __future__ import annotations
@@ -26,6 +33,16 @@ DEDUP_TTL_SECONDS = 7 * 24 * 3600
 
 def counter(store_id: str, menu_id: str) -> str:
     return f"gate:avail:{store_id}:{menu_id}"
+
+
+def version(store_id: str, menu_id: str) -> str:
+    """The last item version applied to the counter (kept when the counter goes: unlimited)."""
+    return f"gate:ver:{store_id}:{menu_id}"
+
+
+def seen(event_id: str) -> str:
+    """The dedup key of an unversioned line (``DEDUP_TTL_SECONDS``)."""
+    return f"gate:seen:{event_id}"
 
 
 def holds(order_id: str) -> str:
@@ -72,7 +89,8 @@ async def give_back_all(redis: Any, order_ids: list[str]) -> list[int]:
 
 
 async def apply(redis: Any, event: r.StockLevelChanged) -> bool:
-    """Move the counter by one stock event (once per event id); False for a duplicate."""
+    """Move the counter by one stock line (once per item version, or per event id for an
+    unversioned line); False for a duplicate or an older version."""
     return (await apply_all(redis, [event]))[0]
 
 
@@ -83,7 +101,8 @@ async def apply_all(redis: Any, events: list[r.StockLevelChanged]) -> list[bool]
         async with redis.pipeline(transaction=False) as pipe:
             for event in events:
                 if event.change is r.StockChange.INSUFFICIENT:
-                    # The stock agent refused the order: its holds go back.
+                    # The stock agent refused the order: its holds go back. The line changed
+                    # nothing (it repeats the item's version): no version to record.
                     await returned(keys=[holds(event.order_id or "-")], client=pipe)
                 else:
                     await applied(keys=_apply_keys(event), args=_apply_args(event), client=pipe)
@@ -95,11 +114,11 @@ async def apply_all(redis: Any, events: list[r.StockLevelChanged]) -> list[bool]
 
 
 def _apply_keys(event: r.StockLevelChanged) -> list[str]:
-    return [
-        counter(event.store_id, event.menu_id),
-        holds(event.order_id or "-"),
-        f"gate:seen:{event.event_id}",
-    ]
+    if event.version is None:  # an event written before items had versions
+        dedup = seen(event.event_id)
+    else:
+        dedup = version(event.store_id, event.menu_id)
+    return [counter(event.store_id, event.menu_id), holds(event.order_id or "-"), dedup]
 
 
 def _apply_args(event: r.StockLevelChanged) -> list[Any]:
@@ -110,4 +129,5 @@ def _apply_args(event: r.StockLevelChanged) -> list[Any]:
         event.on_hand - event.reserved,
         1 if event.unlimited else 0,
         DEDUP_TTL_SECONDS,
+        "" if event.version is None else event.version,
     ]

@@ -448,7 +448,9 @@ class StockLevelChanged(Record):
     """One ledger line after a change; ``quantity`` is signed for adjustments.
 
     Written one per line until issue 11; still read (``stock_lines``), never written now: a
-    command's lines travel together in one ``StockLevelsChanged``.
+    command's lines travel together in one ``StockLevelsChanged``, and ``stock_lines`` gives
+    its lines in this shape, with their ``version`` (see ``StockLevel``; None on the events
+    written one per line: they had none).
     """
 
     type: Literal["StockLevelChanged"] = "StockLevelChanged"
@@ -461,10 +463,18 @@ class StockLevelChanged(Record):
     on_hand: int
     reserved: int
     sold: int
+    version: int | None = None
 
 
 class StockLevel(BaseModel):
-    """One ledger line of a ``StockLevelsChanged``, after the command."""
+    """One ledger line of a ``StockLevelsChanged``, after the command.
+
+    ``version`` is the item's version after the line (``domain.stock``): one more than the
+    item's line before it when the line changed the item, so an item's lines count 1, 2, 3,
+    ... in the order of the log; a line that changed nothing repeats it (``insufficient``, a
+    probe: an adjustment by 0 that changes no flag, the lines of an order reserved while the
+    item was unlimited). None on events written before items had versions (readers take both).
+    """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -475,6 +485,7 @@ class StockLevel(BaseModel):
     on_hand: int
     reserved: int
     sold: int
+    version: int | None = None
 
 
 class StockLevelsChanged(Record):
@@ -524,6 +535,7 @@ def stock_lines(
                     on_hand=line.on_hand,
                     reserved=line.reserved,
                     sold=line.sold,
+                    version=line.version,
                 )
             )
     return out

@@ -1,4 +1,9 @@
-"""The hot-path stock gate's counters follow the stock events (real Redis, Lua scripts)."""
+"""The hot-path stock gate's counters follow the stock events (real Redis, Lua scripts).
+
+Lines carry their item's version (``domain.stock``) and the gate skips any version it has
+applied; lines of events written before versions existed are deduplicated by their ids. The
+counter tests run with both shapes.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,12 @@ from eatcloud.streams import records as r
 C = r.StockChange
 
 
+@pytest.fixture(params=[True, False], ids=["versioned", "unversioned"])
+def versioned(request: pytest.FixtureRequest) -> bool:
+    value: bool = request.param
+    return value
+
+
 @pytest.fixture
 async def redis(settings: Settings) -> AsyncIterator[Any]:
     client = aioredis.Redis.from_url(settings.redis.url())
@@ -26,9 +37,10 @@ async def redis(settings: Settings) -> AsyncIterator[Any]:
 class Item:
     """One menu's counter, driven like the stock agent and the projection would."""
 
-    def __init__(self, redis: Any) -> None:
+    def __init__(self, redis: Any, versioned: bool = True) -> None:
         self.redis, self.store, self.menu = redis, f"s-{uuid.uuid4().hex[:8]}", "m"
-        self.on_hand = self.reserved = 0
+        self.on_hand = self.reserved = self.version = 0
+        self.versioned = versioned
 
     async def event(
         self, change: r.StockChange, qty: int, order: str | None = None, **kw: Any
@@ -43,6 +55,8 @@ class Item:
             self.reserved, self.on_hand = self.reserved - qty, self.on_hand - qty
         elif change is C.RETURNED:
             self.on_hand += qty
+        if change is not C.INSUFFICIENT:
+            self.version += 1  # a refusal changes nothing: it tells the current version
         event = r.StockLevelChanged(
             store_id=self.store,
             menu_id=self.menu,
@@ -52,6 +66,26 @@ class Item:
             on_hand=self.on_hand,
             reserved=self.reserved,
             sold=0,
+            version=self.version if self.versioned else None,
+            **kw,
+        )
+        await gate.apply(self.redis, event)
+        return event
+
+    async def unchanged(
+        self, change: r.StockChange, qty: int, order: str | None = None, **kw: Any
+    ) -> r.StockLevelChanged:
+        """A line that left the item as it was: the same counts, the same version."""
+        event = r.StockLevelChanged(
+            store_id=self.store,
+            menu_id=self.menu,
+            change=change,
+            quantity=qty,
+            order_id=order,
+            on_hand=self.on_hand,
+            reserved=self.reserved,
+            sold=0,
+            version=self.version,
             **kw,
         )
         await gate.apply(self.redis, event)
@@ -64,9 +98,25 @@ class Item:
         value = await self.redis.get(gate.counter(self.store, self.menu))
         return None if value is None else int(value)
 
+    async def applied_version(self) -> int | None:
+        value = await self.redis.get(gate.version(self.store, self.menu))
+        return None if value is None else int(value)
 
-async def test_counters_follow_reserve_commit_release_expiry_return_and_adjust(redis: Any) -> None:
-    item = Item(redis)
+
+def seen(event: r.StockLevelChanged) -> str:
+    """The dedup key the gate keeps per unversioned event: ``gate:seen:<event id>``."""
+    return gate.seen(event.event_id)
+
+
+def copy(event: r.StockLevelChanged) -> r.StockLevelChanged:
+    """The same ledger line under another event id (the same line in another shape)."""
+    return event.model_copy(update={"event_id": r.new_id()})
+
+
+async def test_counters_follow_reserve_commit_release_expiry_return_and_adjust(
+    redis: Any, versioned: bool
+) -> None:
+    item = Item(redis, versioned)
     assert await item.admit("o-unknown", 99) is None  # never projected: unknown admits
     await item.event(C.ADJUSTED, 10)
     assert await item.counter() == 10
@@ -87,8 +137,10 @@ async def test_counters_follow_reserve_commit_release_expiry_return_and_adjust(r
     assert await item.counter() == 6 == item.on_hand - item.reserved
 
 
-async def test_holds_come_back_when_an_order_never_reaches_the_ledger(redis: Any) -> None:
-    item = Item(redis)
+async def test_holds_come_back_when_an_order_never_reaches_the_ledger(
+    redis: Any, versioned: bool
+) -> None:
+    item = Item(redis, versioned)
     await item.event(C.ADJUSTED, 5)
     assert await item.admit("b", 2) is None
     await item.event(C.INSUFFICIENT, 2, "b")  # the stock agent refused the order
@@ -100,9 +152,9 @@ async def test_holds_come_back_when_an_order_never_reaches_the_ledger(redis: Any
 
 
 async def test_an_order_ending_before_its_stock_events_are_projected_nets_to_zero(
-    redis: Any,
+    redis: Any, versioned: bool
 ) -> None:
-    item = Item(redis)
+    item = Item(redis, versioned)
     await item.event(C.ADJUSTED, 10)
     assert await item.admit("g", 2) is None
     await gate.give_back(redis, "g")  # OrderRejected projected first
@@ -112,9 +164,9 @@ async def test_an_order_ending_before_its_stock_events_are_projected_nets_to_zer
 
 
 async def test_a_duplicate_event_moves_nothing_and_the_gate_refuses_what_does_not_fit(
-    redis: Any,
+    redis: Any, versioned: bool
 ) -> None:
-    item = Item(redis)
+    item = Item(redis, versioned)
     adjust = await item.event(C.ADJUSTED, 3)
     assert await gate.apply(redis, adjust) is False
     assert await item.counter() == 3
@@ -123,3 +175,79 @@ async def test_a_duplicate_event_moves_nothing_and_the_gate_refuses_what_does_no
     assert await item.counter() == 3  # a refusal holds nothing
     await item.event(C.ADJUSTED, 0, unlimited=True)
     assert await item.counter() is None and await item.admit("i", 1_000) is None
+
+
+async def test_a_redelivered_line_moves_nothing_however_long_after(redis: Any) -> None:
+    item = Item(redis)
+    await item.event(C.ADJUSTED, 10)
+    reserve = await item.event(C.RESERVED, 3, "a")
+    assert await gate.apply(redis, reserve) is False  # redelivered: same id, same version
+    await redis.delete(seen(reserve))  # a week later, when a per-event key would be gone
+    assert await gate.apply(redis, reserve) is False
+    assert await gate.apply(redis, copy(reserve)) is False  # and whatever its id
+    assert await item.counter() == 7
+    assert await item.applied_version() == 2  # one number per item is all the gate keeps
+
+
+async def test_an_older_version_after_a_newer_one_moves_nothing(redis: Any) -> None:
+    item = Item(redis)
+    first = await item.event(C.ADJUSTED, 10)
+    reserve = await item.event(C.RESERVED, 3, "a")
+    await item.event(C.ADJUSTED, 5)
+    assert await item.counter() == 12
+    assert await gate.apply_all(redis, [copy(reserve), copy(first)]) == [False, False]
+    assert await item.counter() == 12
+    await item.event(C.ADJUSTED, 0, unlimited=True)  # the counter goes, the version stays
+    assert await gate.apply(redis, copy(reserve)) is False
+    assert await item.counter() is None  # not rebuilt from a stale line
+    await item.event(C.ADJUSTED, 1, unlimited=False)  # limited again: starts from the ledger
+    assert await item.counter() == 13
+    assert await item.applied_version() == 5
+
+
+async def test_a_first_seen_item_starts_from_its_line_and_records_its_version(
+    redis: Any,
+) -> None:
+    item = Item(redis)
+    item.on_hand, item.version = 20, 41  # counted by events this gate never saw
+    older = await item.event(C.RESERVED, 2, "a")
+    assert await item.counter() == 18
+    await item.event(C.RELEASED, 2, "a")
+    assert await gate.apply(redis, copy(older)) is False
+    assert await item.counter() == 20
+    assert await item.applied_version() == 43
+
+
+async def test_a_line_that_left_its_item_as_it_was_moves_nothing(redis: Any) -> None:
+    item = Item(redis)
+    await item.event(C.ADJUSTED, 0, unlimited=True)
+    assert await item.admit("u", 2) is None  # no counter: admitted, nothing held
+    await item.unchanged(C.RESERVED, 2, "u", unlimited=True)  # unlimited: no counts move
+    await item.event(C.ADJUSTED, 5, unlimited=False)
+    assert await item.counter() == 5
+    await item.unchanged(C.RELEASED, 2, "u")  # the order's units were never counted
+    assert await item.counter() == 5 == item.on_hand - item.reserved
+
+
+async def test_versioned_lines_leave_no_per_event_key(redis: Any) -> None:
+    item = Item(redis)
+    events = [
+        await item.event(C.ADJUSTED, 10),
+        await item.event(C.RESERVED, 3, "a"),
+        await item.event(C.COMMITTED, 3, "a"),
+        await item.event(C.RESERVED, 1, "b"),
+        await item.event(C.EXPIRED, 1, "b"),
+    ]
+    assert [await redis.exists(seen(e)) for e in events] == [0] * len(events)
+    assert await item.counter() == 7
+    assert await item.applied_version() == 5
+
+
+async def test_an_unversioned_event_is_still_deduplicated_by_its_id(redis: Any) -> None:
+    item = Item(redis, versioned=False)
+    adjust = await item.event(C.ADJUSTED, 10)
+    assert await gate.apply(redis, adjust) is False
+    assert 0 < await redis.ttl(seen(adjust)) <= gate.DEDUP_TTL_SECONDS
+    assert await item.applied_version() is None  # old events record no version
+    assert await gate.apply(redis, copy(adjust)) is True  # another id: another event
+    assert await item.counter() == 20

@@ -209,13 +209,23 @@ class Agents:
                 assert after[order_id] == reservation, order_id
 
     def _check_stock_events(self, sends: list[r.Record]) -> None:
-        """A message's last stock event per item tells that item's counts after the message."""
+        """A message's last stock event per item tells that item's counts and version after
+        the message; within it, each line that changed the item counts its version up by one
+        and a line that changed nothing (a refusal, a probe) repeats it."""
         events = [e for e in sends if isinstance(e, r.StockLevelChanged | r.StockLevelsChanged)]
-        last = {(line.store_id, line.menu_id): line for line in r.stock_lines(events)}
+        last: dict[tuple[str, str], r.StockLevelChanged] = {}
+        for line in r.stock_lines(events):
+            before = last.get((line.store_id, line.menu_id))
+            if before is not None:
+                assert before.version is not None, "a line without a version"
+                moved = _counts(line) != _counts(before)
+                assert line.version == before.version + moved, (line.menu_id, line.change)
+            last[(line.store_id, line.menu_id)] = line
         for (store_id, menu_id), event in last.items():
             item = self.ledger(store_id).items[menu_id]
-            told = (event.on_hand, event.reserved, event.sold, event.unlimited)
-            assert told == (item.on_hand, item.reserved, item.sold, item.unlimited), menu_id
+            told = (event.on_hand, event.reserved, event.sold, event.unlimited, event.version)
+            now = (item.on_hand, item.reserved, item.sold, item.unlimited, item.version)
+            assert told == now, menu_id
 
     # --- the committed values --------------------------------------------------------------
 
@@ -255,6 +265,11 @@ class Agents:
 
     def payment(self, order_id: str) -> Payment | None:
         return self.value(self.tables.payments, order_id)
+
+
+def _counts(line: r.StockLevelChanged) -> tuple[int, int, int, bool]:
+    """What a stock line says of its item (the version aside)."""
+    return line.on_hand, line.reserved, line.sold, line.unlimited
 
 
 @functools.cache

@@ -4,7 +4,9 @@ Each machine sends its handler (the orchestrator's stock step, the points handle
 command of a few orders, adjustments, and for stock the expiry timer's sweeps, which may
 arrive after later commands, through ``driver.Agents``; it keeps a small model of what the
 counts must be. After every step the ledger's invariants hold and its counts agree with the
-open records; the last command delivered again, or any adjustment, changes nothing.
+open records; the last command delivered again, or any adjustment, changes nothing. Across
+all the events sent, each stock line that changes its item counts the item's version up by
+one (1, 2, 3, ...), one that changes nothing repeats it, and the ledger holds the last told.
 """
 
 from __future__ import annotations
@@ -74,12 +76,40 @@ class LedgerMachine(RuleBasedStateMachine):
         assert not effects.changed, f"a repeated {command.type} changed the ledger"  # type: ignore[attr-defined]
 
 
+def counts(line: r.StockLevelChanged) -> tuple[int, int, int, bool]:
+    return line.on_hand, line.reserved, line.sold, line.unlimited
+
+
 class StockLedgerMachine(LedgerMachine):
     def __init__(self) -> None:
         super().__init__()
         self.baseline: dict[str, int] = {}
         self.counted: dict[str, dict[str, int]] = {}  # order -> units it took from counts
         self.sweeps: list[r.ExpireReservations] = []  # on their way
+        self.told: dict[str, r.StockLevelChanged] = {}  # menu -> its last stock line
+
+    def send(self, command: r.Record) -> Effects:
+        effects = super().send(command)
+        self.check_versions(effects)
+        return effects
+
+    def check_versions(self, effects: Effects) -> None:
+        """An item's lines carry consecutive versions from one event to the next: one up when
+        the line differs from the item's line before (its first line is version 1), the same
+        when it does not (a refusal, a probe, an order reserved while unlimited). And every
+        change is told: the ledger's versions are the ones its last lines carried."""
+        events = [e for e in effects.sends if isinstance(e, r.StockLevelsChanged)]
+        for line in r.stock_lines(events):
+            told = self.told.get(line.menu_id)
+            if told is None:
+                expected = 1
+            else:
+                assert told.version is not None
+                expected = told.version + (counts(line) != counts(told))
+            assert line.version == expected, f"{line.menu_id} {line.change}: {line.version}"
+            self.told[line.menu_id] = line
+        ledger = {m: item.version for m, item in self.store.items.items()}
+        assert ledger == {m: line.version for m, line in self.told.items()}
 
     @property
     def store(self) -> StoreStock:

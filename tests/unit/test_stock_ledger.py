@@ -228,13 +228,13 @@ def test_release_touches_only_its_own_order() -> None:
 
 def test_adjust_adds_delivered_units_to_on_hand_and_baseline() -> None:
     outcome = stock.adjust(shelf(burger=3), "burger", 4, None)
-    assert outcome.store.items["burger"] == ItemStock(on_hand=7, baseline=7)
+    assert outcome.store.items["burger"] == ItemStock(on_hand=7, baseline=7, version=2)
     assert [(c.change, c.quantity) for c in outcome.changes] == [(StockChange.ADJUSTED, 4)]
 
 
 def test_adjust_creates_the_ledger_line_of_a_new_menu() -> None:
     outcome = stock.adjust(StoreStock(), "pizza", 2, None)
-    assert outcome.store.items == {"pizza": ItemStock(on_hand=2, baseline=2)}
+    assert outcome.store.items == {"pizza": ItemStock(on_hand=2, baseline=2, version=1)}
 
 
 def test_adjust_writes_off_units_that_are_not_reserved() -> None:
