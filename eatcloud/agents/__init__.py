@@ -116,6 +116,16 @@ def register(app: Any, services: Services) -> Wiring:
     if worker.outbox_relay or worker.projections:  # the database's tables: prune them
         housekeeping.register(app, services)
 
+    first_start = app.on_first_start
+
+    async def on_first_start() -> None:
+        """The event log's topics exist, keeping every event, before this worker's consumer
+        could make an auto-creating broker create them with its default retention."""
+        await retention.create_event_log(settings)
+        await first_start()
+
+    app.on_first_start = on_first_start
+
     @app.task  # type: ignore[untyped-decorator]  # faust is untyped
     async def declare_topics() -> None:
         """Create every missing topic with our partition count (next to the agents, as soon

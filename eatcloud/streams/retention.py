@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import TopicAlreadyExistsError
 
 from eatcloud.settings import Settings
 from eatcloud.streams import topics as t
@@ -90,6 +91,33 @@ async def keep_history(settings: Settings) -> list[str]:
                     if error:
                         raise HistoryAtRisk(f"cannot change the settings of {name}: {message}")
         return changed
+    finally:
+        await admin.close()
+
+
+async def create_event_log(settings: Settings) -> list[str]:
+    """Create the event topics that do not exist yet, to keep every event; the names created.
+
+    A worker does this before its own clients start: a consumer subscribing to a missing topic
+    makes a broker that auto-creates topics create it with its default retention, which the
+    start-up check would then refuse."""
+    kafka = settings.kafka
+    names = [kafka.topic_prefix + topic for topic in EVENT_LOG]
+    admin = _admin(settings)
+    await admin.start()
+    try:
+        missing = [name for name in names if name not in set(await admin.list_topics())]
+        if missing:
+            await admin.create_topics(
+                [
+                    NewTopic(name, kafka.topic_partitions, kafka.topic_replication_factor,
+                             topic_configs=dict(KEEP_FOREVER))
+                    for name in missing
+                ]
+            )  # fmt: skip
+        return missing
+    except TopicAlreadyExistsError:  # another worker made it meanwhile: the check decides
+        return []
     finally:
         await admin.close()
 
