@@ -71,6 +71,10 @@ async def _fresh(conn: Any, consumer: str, records: Sequence[Any]) -> list[Any]:
     return [record for record in unique if record.event_id in ids]
 
 
+def _newer(version: int | None, than: int | None) -> bool:
+    return version is None or than is None or version > than
+
+
 async def _fenced(conn: Any, into: str) -> None:
     """A live batch waits while a rebuild swaps the tables (and then writes the new ones)."""
     if not into:
@@ -168,17 +172,34 @@ async def apply_stock_events(
         fresh = await _fresh(conn, STOCK_VIEW + into, r.stock_lines(records))
         last: dict[tuple[str, str], r.StockLevelChanged] = {}
         for event in fresh:
-            if event.change is not r.StockChange.INSUFFICIENT:
+            if event.change is r.StockChange.INSUFFICIENT:
+                continue
+            shown = last.get((event.store_id, event.menu_id))
+            if shown is None or _newer(event.version, shown.version):
                 last[(event.store_id, event.menu_id)] = event
+        # A row moves only to a newer line of its item (by the ledger's version; lines without
+        # one, written before versions, are taken in the order they come).
         await conn.executemany(
-            f"""INSERT INTO stock_view{into} (store_id, menu_id, on_hand, reserved, sold,
-                   unlimited, updated_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7)
+            f"""INSERT INTO stock_view{into} AS v (store_id, menu_id, on_hand, reserved, sold,
+                   unlimited, updated_at, version)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                ON CONFLICT (store_id, menu_id) DO UPDATE SET on_hand = EXCLUDED.on_hand,
                    reserved = EXCLUDED.reserved, sold = EXCLUDED.sold,
-                   unlimited = EXCLUDED.unlimited, updated_at = EXCLUDED.updated_at""",
+                   unlimited = EXCLUDED.unlimited, updated_at = EXCLUDED.updated_at,
+                   version = EXCLUDED.version
+               WHERE v.version IS NULL OR EXCLUDED.version IS NULL
+                  OR EXCLUDED.version > v.version""",
             [
-                (e.store_id, e.menu_id, e.on_hand, e.reserved, e.sold, e.unlimited, _when(e))
+                (
+                    e.store_id,
+                    e.menu_id,
+                    e.on_hand,
+                    e.reserved,
+                    e.sold,
+                    e.unlimited,
+                    _when(e),
+                    e.version,
+                )
                 for e in last.values()
             ],
         )

@@ -173,6 +173,27 @@ async def test_a_stock_event_projects_each_of_its_lines_once_however_often_it_is
     assert [tuple(row) for row in rows] == [("m1", 5, 0), ("m2", 9, 2)]
 
 
+async def test_a_stock_line_that_is_not_newer_leaves_the_view_alone(api: Api) -> None:
+    """A late copy of an older line (its processed_events record pruned, say) must not set
+    the menu's row back: the row follows the ledger's version."""
+    store = f"s-{uuid.uuid4().hex[:8]}"
+
+    def at(version: int, reserved: int) -> r.StockLevelsChanged:
+        line = r.StockLevel(
+            menu_id="m1", change=r.StockChange.RESERVED, quantity=1, on_hand=5,
+            reserved=reserved, sold=0, version=version,
+        )  # fmt: skip
+        return r.StockLevelsChanged(store_id=store, order_id=f"o{version}", lines=(line,))
+
+    async with api.pool.acquire() as conn:
+        await rm.apply_stock_events(conn, [at(1, 1), at(3, 3)])
+        await rm.apply_stock_events(conn, [at(2, 2)])  # older, and never seen before
+        row = await conn.fetchrow(
+            "SELECT reserved, version FROM stock_view WHERE store_id = $1", store
+        )
+    assert dict(row) == {"reserved": 3, "version": 3}
+
+
 async def test_one_review_per_completed_order_and_the_store_ratings(api: Api) -> None:
     customer, order = await _placed_order(api)
     auth = bearer(customer["access_token"])
