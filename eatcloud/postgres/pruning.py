@@ -33,9 +33,10 @@ topics again from the start. Then:
 - an order event adds no line to ``order_timeline`` (keyed by the event id), does not move
   its order back (``version``) and does not count its sale again (``counted``): the read
   models are order-tolerant. Only the order's ``events`` count goes up by one;
-- a stock event puts its menu's ``stock_view`` row back to that ledger line until the menu's
-  next stock change (``stock_view`` keeps the last line it was given, not the newest);
-- the Redis stock gate does not care: it dedupes with keys of its own, kept a week.
+- a stock event does not set its menu's ``stock_view`` row back: the row moves only to a
+  newer line of its item (the ledger's per-item ``version``; lines written before versions
+  existed would, until the menu's next change);
+- the Redis stock gate does not care: it keeps each item's last applied version itself.
 
 So a week is plenty; keep the records well above the longest a projection may be down or
 behind. ``projections rebuild`` is not concerned: it records its replay under a consumer of
