@@ -10,6 +10,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from eatcloud.probes import probe_all
 from eatcloud.settings import Settings
+from tests.integration.workers import SESSION_PREFIX
 
 
 @pytest.fixture(scope="session")
@@ -17,17 +18,14 @@ def settings() -> Settings:
     return Settings()
 
 
-# The names of the topics that tests create (their own prefixes; the platform's have none).
-TEST_TOPIC_PREFIXES = ("t-", "cli-", "membership-", "totals-")
-
-
 @pytest.fixture(scope="session")
 def stack(settings: Settings) -> Iterator[Settings]:
     """The local stack, checked once: a missing service fails the test, it never skips it.
 
-    The topics the session created are deleted at its end: a developer's broker otherwise
-    gathers thousands of test topics (2,483 were found on one), which every client's metadata
-    request and the broker itself carry along."""
+    The topics the session created (all named after ``SESSION_PREFIX``) are deleted at its
+    end: a developer's broker otherwise gathers thousands of test topics (2,483 were found on
+    one), which every client's metadata request and the broker itself carry along. Another
+    session running at the same time keeps its own."""
     results = asyncio.run(probe_all(settings))
     missing = [f"  {r.name} at {r.address}: {r.detail}" for r in results if not r.ok]
     if missing:
@@ -36,27 +34,15 @@ def stack(settings: Settings) -> Iterator[Settings]:
             + "\n".join(missing),
             pytrace=False,
         )
-    bootstrap = settings.kafka.bootstrap_servers
-    before = asyncio.run(_topics(bootstrap))
     yield settings
-    asyncio.run(_drop_new_test_topics(bootstrap, before))
+    asyncio.run(_drop_this_sessions_topics(settings.kafka.bootstrap_servers))
 
 
-async def _topics(bootstrap: str) -> set[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        return set(await admin.list_topics())
-    finally:
-        await admin.close()
-
-
-async def _drop_new_test_topics(bootstrap: str, before: set[str]) -> None:
+async def _drop_this_sessions_topics(bootstrap: str) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=60_000)
     await admin.start()
     try:
-        new = [t for t in await admin.list_topics() if t not in before]
-        mine = [t for t in new if t.startswith(TEST_TOPIC_PREFIXES)]
+        mine = [t for t in await admin.list_topics() if t.startswith(SESSION_PREFIX)]
         for start in range(0, len(mine), 200):
             await admin.delete_topics(mine[start : start + 200], timeout_ms=60_000)
     finally:

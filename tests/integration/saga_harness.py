@@ -19,6 +19,7 @@ from eatcloud.streams import records as r
 from eatcloud.streams import topics as t
 from eatcloud.streams.codec import encode
 from tests.integration.workers import WorkerProcess, free_port
+from tests.integration.workers import unique_prefix as unique_prefix  # re-exported for tests
 
 TERMINAL = {"OrderCompleted", "OrderCancelled", "OrderRejected"}
 
@@ -40,10 +41,6 @@ def saga_worker(
         },
         tmp_path / f"{name}.log",
     )
-
-
-def unique_prefix(kind: str) -> str:
-    return f"t-{kind}-{uuid.uuid4().hex[:8]}-"
 
 
 def order(

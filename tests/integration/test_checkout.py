@@ -153,15 +153,29 @@ async def test_the_cart_holds_one_store_and_checkout_empties_it(
     )
     assert cart.status_code == 200, cart.text
     assert cart.json()["total"] == 2 * 9_000 + 3 * 5_500
+    # A line that is valid in itself (another approved store, one of its own menus): only the
+    # cart's store refuses it, as another customer's cart shows.
+    other_manager = await api.account("MANAGER")
     elsewhere = await approved_store(
-        api, await api.account("MANAGER"), await api.account("ADMIN"), name="Elsewhere"
+        api, other_manager, await api.account("ADMIN"), name="Elsewhere"
     )
-    clash = await api.client.put(
-        f"/api/v1/cart/items/{bibimbap}",
-        json={"store_id": elsewhere["id"], "quantity": 1},
-        headers=auth,
+    tteok = await api.client.post(
+        f"/api/v1/stores/{elsewhere['id']}/menus",
+        json={"name": "Tteokbokki", "price": 4_000},
+        headers=bearer(other_manager["access_token"]),
     )
-    assert clash.status_code in (404, 409), clash.text
+    assert tteok.status_code == 201, tteok.text
+    line = {"store_id": elsewhere["id"], "quantity": 1}
+    item = f"/api/v1/cart/items/{tteok.json()['id']}"
+    someone = bearer((await api.account())["access_token"])
+    assert (await api.client.put(item, json=line, headers=someone)).status_code == 200
+    clash = await api.client.put(item, json=line, headers=auth)
+    assert clash.status_code == 409, clash.text
+    assert clash.headers["content-type"] == "application/problem+json"
+    assert clash.json()["type"] == "https://eatcloud.dev/problems/conflict"
+    assert "another store's menus" in clash.json()["detail"]
+    kept = await api.client.get("/api/v1/cart", headers=auth)
+    assert kept.json()["store_id"] == sid and kept.json()["total"] == 2 * 9_000 + 3 * 5_500
     placed = await api.client.post(
         "/api/v1/orders", json={"delivery_address": "2 Side St"}, headers=auth
     )

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
-
 from eatcloud.settings import Settings
 from eatcloud.streams.reading import read_to_end
-from tests.integration.workers import console_script
+from tests.integration.workers import console_script, unique_prefix
 
 
 async def faust(prefix: str, *args: str) -> tuple[int, str]:
@@ -15,7 +13,7 @@ async def faust(prefix: str, *args: str) -> tuple[int, str]:
 
 
 async def test_agents_lists_every_agent_with_its_topics() -> None:
-    prefix = f"cli-{uuid.uuid4().hex[:6]}-"
+    prefix = unique_prefix("cli")
     code, out = await faust(prefix, "agents")
     assert code == 0, out
     rows = {
@@ -47,7 +45,7 @@ async def test_tables_lists_the_four_tables_with_what_they_hold() -> None:
 
 
 async def test_send_puts_a_message_on_a_topic(stack: Settings) -> None:
-    prefix = f"cli-{uuid.uuid4().hex[:6]}-"
+    prefix = unique_prefix("cli")
     topic = f"{prefix}order-commands"
     value = '{"type": "CancelOrder", "order_id": "o-1"}'
     code, out = await faust(prefix, "send", topic, value, "--key", "o-1")

@@ -85,7 +85,7 @@ async def test_db_wait_holds_pods_back_until_the_migrations_job_has_run(
         assert code == 1, out
         assert f"{len(m.available())} migration(s) pending" in out
         waiting = asyncio.create_task(eatcloud_cli(db, "db", "wait", "--interval", "0.3"))
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)  # three polls' worth: it must still be waiting, not done
         assert not waiting.done()
         code, out = await eatcloud_cli(db, "db", "migrate")
         assert code == 0, out

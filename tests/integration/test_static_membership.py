@@ -17,6 +17,7 @@ import pytest
 from eatcloud.settings import Settings
 from tests.integration.workers import WorkerProcess, totals_worker
 
+READY = "Worker ready"  # Faust's recovery logs it once the partitions are assigned and read
 JOINED = re.compile(r"Joined group '[^']+' \(generation (\d+)\) with member_id ([\w-]+)")
 
 
@@ -30,6 +31,15 @@ async def joins(worker: WorkerProcess, count: int, within: float = 90) -> list[t
     raise AssertionError(f"fewer than {count} joins\n{worker.tail(60)}")
 
 
+async def logged(worker: WorkerProcess, text: str, within: float = 90) -> None:
+    """Until ``text`` is in the worker's log."""
+    for _ in range(int(within / 0.5)):
+        if text in worker.log.read_text(errors="replace"):
+            return
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"not logged: {text!r}\n{worker.tail(60)}")
+
+
 @pytest.mark.parametrize("static", [True, False], ids=["static", "dynamic"])
 async def test_a_restarted_worker_rejoins_without_a_rebalance_only_when_static(
     tmp_path: Path, stack: Settings, static: bool
@@ -41,7 +51,7 @@ async def test_a_restarted_worker_rejoins_without_a_rebalance_only_when_static(
     worker.start()
     try:
         (first,) = await joins(worker, 1)
-        await asyncio.sleep(2)  # settled: assignment received, recovery done
+        await logged(worker, READY)  # settled: assignment received, recovery done
         worker.stop()  # SIGTERM: a static member leaves no LeaveGroup behind
         worker.start()
         _, second = await joins(worker, 2)

@@ -13,6 +13,13 @@ from pathlib import Path
 from eatcloud.cli import faust_worker_argv
 
 ROOT = Path(__file__).resolve().parents[2]
+# Every topic a test makes starts with this test session's own prefix, so the session deletes
+# its topics at the end (tests/conftest.py) without touching another session's.
+SESSION_PREFIX = f"t-{uuid.uuid4().hex[:6]}-"
+
+
+def unique_prefix(kind: str) -> str:
+    return f"{SESSION_PREFIX}{kind}-{uuid.uuid4().hex[:8]}-"
 
 
 class WorkerProcess:
@@ -71,7 +78,7 @@ def totals_worker(tmp_path: Path, bootstrap: str, kind: str, **env: str) -> Work
     return WorkerProcess(
         "tests.integration.apps.totals",
         {
-            "TOTALS_PREFIX": f"{kind}-{uuid.uuid4().hex[:10]}",
+            "TOTALS_PREFIX": unique_prefix(kind).rstrip("-"),
             "EATCLOUD_WORKER__DATA_DIR": str(tmp_path / "worker-data"),
             "EATCLOUD_WORKER__WEB_PORT": str(free_port()),
             "EATCLOUD_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
