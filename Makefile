@@ -52,6 +52,11 @@ run: install ## Start the stack, the worker and the API; Ctrl-C stops them
 test: stack-up tools ## Run the whole test suite against the local stack
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+.PHONY: chaos
+chaos: stack-up tools ## Faults under load, long form (EATCLOUD_CHAOS_ROUNDS, default 10); writes docs/reliability.md
+	EATCLOUD_CHAOS_ROUNDS=$${EATCLOUD_CHAOS_ROUNDS:-10} EATCLOUD_CHAOS_REPORT=docs/reliability.md \
+		$(BIN)/pytest -s tests/chaos/test_faults_under_load.py
+
 .PHONY: bench
 bench: stack-up ## Saga benchmark (BENCH_ARGS="--orders 8000 --rate 0 --workers 1"); see docs/benchmarks.md
 	$(BIN)/python bench/saga.py $(BENCH_ARGS)
