@@ -45,7 +45,7 @@ stack-status: install ## Show each local service and whether it answers
 	$(BIN)/eatcloud stack status
 
 .PHONY: run
-run: install ## Start the stack, the worker and the API; Ctrl-C stops them
+run: install ## Start the stack, the worker and the API (a dead one is restarted); Ctrl-C stops them
 	$(BIN)/eatcloud run
 
 .PHONY: test
