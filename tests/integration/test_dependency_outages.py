@@ -133,6 +133,14 @@ async def hold_pooled_connections(api: Api, count: int) -> None:
         await pool.release(connection)
 
 
+async def assert_every_connection_answers(api: Api, session: dict[str, str]) -> None:
+    """Six requests at once, each on a different pooled connection: none fails."""
+    after = await asyncio.gather(
+        *(api.client.get("/api/v1/auth/me", headers=session) for _ in range(6))
+    )
+    assert [r.status_code for r in after] == [200] * 6, [r.text for r in after]
+
+
 async def test_a_redis_outage_is_503_with_retry_after_not_401_and_the_first_requests_after_succeed(
     settings: Settings, private_redis: PrivateRedis
 ) -> None:
@@ -165,10 +173,7 @@ async def test_a_redis_outage_is_503_with_retry_after_not_401_and_the_first_requ
         await asyncio.to_thread(private_redis.start)
         # At once, so that each request takes a different pooled connection: every one of
         # them died with the old Redis.
-        after = await asyncio.gather(
-            *(api.client.get("/api/v1/auth/me", headers=session) for _ in range(6))
-        )
-        assert [r.status_code for r in after] == [200] * 6, [r.text for r in after]
+        await assert_every_connection_answers(api, session)
         assert (await api.client.get("/api/v1/cart", headers=session)).status_code == 200
         refreshed = await api.client.post("/api/v1/auth/refresh", json=refresh)
         assert refreshed.status_code == 200, refreshed.text
@@ -196,10 +201,7 @@ async def test_a_postgresql_outage_is_503_with_retry_after_not_500_and_the_pool_
             assert_unavailable(response)
 
         await asyncio.to_thread(private_postgres.start)
-        after = await asyncio.gather(
-            *(api.client.get("/api/v1/auth/me", headers=session) for _ in range(6))
-        )
-        assert [r.status_code for r in after] == [200] * 6, [r.text for r in after]
+        await assert_every_connection_answers(api, session)
         assert (await api.client.post("/api/v1/auth/login", json=login)).status_code == 200
 
 

@@ -57,7 +57,15 @@ class Item:
             self.on_hand += qty
         if change is not C.INSUFFICIENT:
             self.version += 1  # a refusal changes nothing: it tells the current version
-        event = r.StockLevelChanged(
+        event = self.line(change, qty, order, self.version if self.versioned else None, **kw)
+        await gate.apply(self.redis, event)
+        return event
+
+    def line(
+        self, change: r.StockChange, qty: int, order: str | None, version: int | None, **kw: Any
+    ) -> r.StockLevelChanged:
+        """The item's line as it is now."""
+        return r.StockLevelChanged(
             store_id=self.store,
             menu_id=self.menu,
             change=change,
@@ -66,28 +74,15 @@ class Item:
             on_hand=self.on_hand,
             reserved=self.reserved,
             sold=0,
-            version=self.version if self.versioned else None,
+            version=version,
             **kw,
         )
-        await gate.apply(self.redis, event)
-        return event
 
     async def unchanged(
         self, change: r.StockChange, qty: int, order: str | None = None, **kw: Any
     ) -> r.StockLevelChanged:
         """A line that left the item as it was: the same counts, the same version."""
-        event = r.StockLevelChanged(
-            store_id=self.store,
-            menu_id=self.menu,
-            change=change,
-            quantity=qty,
-            order_id=order,
-            on_hand=self.on_hand,
-            reserved=self.reserved,
-            sold=0,
-            version=self.version,
-            **kw,
-        )
+        event = self.line(change, qty, order, self.version, **kw)
         await gate.apply(self.redis, event)
         return event
 
