@@ -55,7 +55,7 @@ test: stack-up tools ## Run the whole test suite against the local stack
 .PHONY: chaos
 chaos: stack-up tools ## Faults under load, long form (EATCLOUD_CHAOS_ROUNDS, default 10); writes docs/reliability.md
 	EATCLOUD_CHAOS_ROUNDS=$${EATCLOUD_CHAOS_ROUNDS:-10} EATCLOUD_CHAOS_REPORT=docs/reliability.md \
-		$(BIN)/pytest -s -m faults tests/chaos/test_faults_under_load.py
+		$(BIN)/pytest -s -m faults tests/chaos
 
 .PHONY: bench
 bench: stack-up ## Saga benchmark (BENCH_ARGS="--orders 8000 --rate 0 --workers 1"); see docs/benchmarks.md

@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from eatcloud.settings import Settings
 from eatcloud.stack.kafka import KafkaService
 from eatcloud.streams import records as r
@@ -62,6 +64,7 @@ class PrivateBroker:
         await self._do("stop()")
 
 
+@pytest.mark.faults  # make chaos: the "stopped" line needs a later log record to carry it
 async def test_a_broker_outage_is_logged_briefly_and_the_worker_carries_on(
     stack: Settings, tmp_path: Path
 ) -> None:
