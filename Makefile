@@ -57,6 +57,10 @@ chaos: stack-up tools ## Faults under load, long form (EATCLOUD_CHAOS_ROUNDS, de
 	EATCLOUD_CHAOS_ROUNDS=$${EATCLOUD_CHAOS_ROUNDS:-10} EATCLOUD_CHAOS_REPORT=docs/reliability.md \
 		$(BIN)/pytest -s -m faults tests/chaos
 
+.PHONY: soak
+soak: stack-up ## 10 minutes at half the HTTP peak, watched for growth (SOAK_ARGS); writes docs/reliability.md
+	$(BIN)/python bench/soak.py --chart docs/soak.png --report docs/reliability.md $(SOAK_ARGS)
+
 .PHONY: bench
 bench: stack-up ## Saga benchmark (BENCH_ARGS="--orders 8000 --rate 0 --workers 1"); see docs/benchmarks.md
 	$(BIN)/python bench/saga.py $(BENCH_ARGS)

@@ -30,6 +30,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -345,18 +347,36 @@ async def measure(bench: Bench, poller: asyncio.Task[None], started: float) -> d
     }
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
-    started = time.monotonic()
+@dataclass
+class Running:
+    """The platform a benchmark drives: its processes, its database and the load's state."""
+
+    bench: Bench
+    worker: WorkerProcess
+    api: ApiProcess
+    db: Settings
+    redis: Any
+    poller: asyncio.Task[None]
+    folder: Path
+
+
+@asynccontextmanager
+async def running_platform(
+    args: argparse.Namespace, name: str, **worker_env: str
+) -> AsyncIterator[Running]:
+    """A fresh database, one worker (saga, relay, projections; ``worker_env`` on top) on
+    topics of its own and one API process, set up with customers and stocked stores, and the
+    read-model poller running. Everything is stopped and dropped when the block ends."""
     settings = Settings()
     decline_cents = settings.payment.decline_cents
     if decline_cents == 0:
         raise SystemExit("EATCLOUD_PAYMENT__DECLINE_CENTS=0 would decline every order")
-    bootstrap, prefix = settings.kafka.bootstrap_servers, unique_prefix("e2ebench")
+    bootstrap, prefix = settings.kafka.bootstrap_servers, unique_prefix(name)
     quiet = {"EATCLOUD_LOG_LEVEL": "WARNING"}
     if HARNESS_ROOT.resolve() != CHECKOUT:  # the harness launches processes from its checkout
         raise SystemExit(f"eatcloud from {CHECKOUT} but tests/ from {HARNESS_ROOT}: set PYTHONPATH")
     say(f"checkout {CHECKOUT}; topics {prefix}*")
-    with tempfile.TemporaryDirectory(prefix="eatcloud-e2e-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"eatcloud-{name}-") as tmp:
         async with fresh_database(settings) as db:
             worker: WorkerProcess = saga_worker(
                 Path(tmp),
@@ -365,7 +385,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 EATCLOUD_POSTGRES__DATABASE=db.postgres.database,
                 EATCLOUD_WORKER__OUTBOX_RELAY="true",
                 EATCLOUD_WORKER__PROJECTIONS="true",
-                **quiet,
+                **{**quiet, **worker_env},
             )
             api = ApiProcess(
                 db.postgres.database,
@@ -384,8 +404,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 say(f"api {api.url}; setting up")
                 await setup(bench, db, redis, sessions)
                 poller = bench.spawn(bench.poll())
-                say(f"{args.customers} customers, {args.stores} stores ready; warming up")
-                return await measure(bench, poller, started)
+                say(f"{args.customers} customers, {args.stores} stores ready")
+                yield Running(bench, worker, api, db, redis, poller, Path(tmp))
             except Exception:
                 api_log = api.log.read_text()[-3000:] if api.log.exists() else ""
                 say(f"--- worker log:\n{worker.tail(40)}\n--- api log:\n{api_log}")
@@ -401,6 +421,23 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await common.drop_topics(bootstrap, prefix)
 
 
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    started = time.monotonic()
+    async with running_platform(args, "e2ebench") as platform:
+        say("warming up")
+        return await measure(platform.bench, platform.poller, started)
+
+
+def add_platform_arguments(parser: argparse.ArgumentParser) -> None:
+    """What shapes the platform and its customers (bench/e2e.py and bench/soak.py)."""
+    parser.add_argument("--customers", type=int, default=200)
+    parser.add_argument("--stores", type=int, default=20)
+    parser.add_argument("--menus", type=int, default=6, help="per store (+1 priced to decline)")
+    parser.add_argument("--declines", type=float, default=0.05, help="share of orders")
+    parser.add_argument("--connections", type=int, default=200, help="client pool size")
+    parser.add_argument("--poll-ms", type=float, default=50)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--start", type=int, default=20, help="first rate, orders/s")
@@ -410,25 +447,30 @@ async def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=900, help="whole run, set-up too")
     parser.add_argument("--settle-seconds", type=float, default=30)
     parser.add_argument("--p99-bound-ms", type=float, default=2000)
-    parser.add_argument("--customers", type=int, default=200)
-    parser.add_argument("--stores", type=int, default=20)
-    parser.add_argument("--menus", type=int, default=6, help="per store (+1 priced to decline)")
-    parser.add_argument("--declines", type=float, default=0.05, help="share of orders")
-    parser.add_argument("--connections", type=int, default=200, help="client pool size")
-    parser.add_argument("--poll-ms", type=float, default=50)
+    add_platform_arguments(parser)
     args = parser.parse_args()
     if args.stores < HOT_STORES or args.menus < 4 or args.start < 1 or args.step < 1:
         parser.error(f"needs --stores >= {HOT_STORES}, --menus >= 4, --start and --step >= 1")
+    await report_when_done(run(args), args.max_seconds + 120)
+
+
+async def report_when_done(work: Awaitable[dict[str, Any]], within: float) -> None:
+    """Run a benchmark (SIGTERM cancels it, which cleans up) and print its one JSON line."""
     task = asyncio.current_task()
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    result = await asyncio.wait_for(run(args), args.max_seconds + 120)
+    result = await asyncio.wait_for(work, within)
     print(orjson.dumps(result).decode(), flush=True)
 
 
-if __name__ == "__main__":
+def entry(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """``asyncio.run(main())``; Ctrl-C or SIGTERM exits 130 once everything is cleaned up."""
     try:
         asyncio.run(main())
     except (KeyboardInterrupt, asyncio.CancelledError):
         say("interrupted: stopped and cleaned up")
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    entry(main)

@@ -29,8 +29,9 @@ from aiokafka.errors import KafkaError
 
 from eatcloud.observability.metrics import Metrics
 from eatcloud.observability.metrics import metrics as process_metrics
+from eatcloud.outages import DRIVER_ERRORS, unavailable_dependency
 from eatcloud.postgres.outbox import CHANNEL, backlog
-from eatcloud.resources import Pool, Producer, Record, Services
+from eatcloud.resources import Connection, Pool, Producer, Record, Services
 from eatcloud.runtime import wire
 from eatcloud.runtime.adapter import CARRIED, INTERNAL
 
@@ -91,27 +92,70 @@ class OutboxRelay:
         return len(rows)
 
     async def run(self, keep_going: Callable[[], bool] = lambda: True) -> None:
-        """Publish until ``keep_going()`` says stop; sleeps on NOTIFY or the poll interval."""
-        listener = await self.pool.acquire()
-        await listener.add_listener(CHANNEL, self._notified)
+        """Publish until ``keep_going()`` says stop; sleeps on NOTIFY or the poll interval.
+
+        A broker error or a PostgreSQL outage (a restart drops every connection, the
+        listening one too) is waited out with backoff; the listening connection is replaced
+        once it has died, so notifications come again. Anything else is a bug: it raises."""
+        listener: Connection | None = None
         backoff = 0.5
         try:
             while keep_going():
                 self._wake.clear()  # before the round: a NOTIFY during it starts the next one
                 try:
+                    if listener is None or not _alive(listener):
+                        listener = await self._listen(listener)
                     published = await self.publish_once()
                     backoff = 0.5
-                except (TimeoutError, KafkaError, OSError) as exc:
-                    log.warning("outbox relay: publishing failed (%s); retrying in %.1f s",
+                except Exception as exc:
+                    if not isinstance(exc, KafkaError) and unavailable_dependency(exc) is None:
+                        raise
+                    log.warning("outbox relay: publishing failed (%r); retrying in %.1f s",
                                 exc, backoff)  # fmt: skip
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, self.max_backoff_seconds)
                     continue
-                if published < self.batch:
+                if published < self.batch and _alive(listener):
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
         finally:
-            await listener.remove_listener(CHANNEL, self._notified)
+            if listener is not None:
+                await self._unlisten(listener)
+
+    async def _listen(self, old: Connection | None) -> Connection:
+        """A pooled connection that listens on the outbox channel (replacing ``old``)."""
+        if old is not None:
+            await self._unlisten(old)
+        listener = await self.pool.acquire()
+        try:
+            # A lost connection wakes the loop too, which then listens on a new one. First:
+            # a connection that dies while LISTEN is answered must still wake us.
+            listener.add_termination_listener(self._notified)
+            await listener.add_listener(CHANNEL, self._notified)
+        except Exception as exc:
+            dead = not _alive(listener)
+            await self._unlisten(listener, listening=False)
+            if dead and unavailable_dependency(exc) is None:
+                # The pool handed out a connection the restart was killing. asyncpg may then
+                # say so as an InternalClientError ("another operation is in progress"),
+                # which would otherwise pass for a bug and stop the relay.
+                raise asyncpg.ConnectionDoesNotExistError(
+                    f"lost while starting to LISTEN: {exc}"
+                ) from exc
+            raise
+        except BaseException:
+            await self._unlisten(listener, listening=False)
+            raise
+        return listener
+
+    async def _unlisten(self, listener: Connection, *, listening: bool = True) -> None:
+        """Stop listening and give the connection back; a dead one is only given back (the
+        pool replaces it), and a failure here never hides the error that brought us here."""
+        with contextlib.suppress(*DRIVER_ERRORS):
+            if listening and _alive(listener):
+                listener.remove_termination_listener(self._notified)
+                await listener.remove_listener(CHANNEL, self._notified)
+        with contextlib.suppress(*DRIVER_ERRORS):
             await self.pool.release(listener)
 
     async def _send(self, rows: list[Record]) -> list[Awaitable[object]]:
@@ -146,6 +190,14 @@ class OutboxRelay:
         self._wake.set()
 
 
+def _alive(conn: Connection) -> bool:
+    """Whether a pooled connection is still open (a proxy already released counts as dead)."""
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:
+        return False
+
+
 def register(app: Any, services: Services) -> None:
     """Run the relay in this worker while it is the group's leader (one relay per cluster)."""
 
@@ -159,7 +211,9 @@ def register(app: Any, services: Services) -> None:
             try:
                 await _relay_while_leader(app, services)
                 backoff = 1.0
-            except (TimeoutError, OSError, KafkaError, asyncpg.PostgresError) as exc:
+            except Exception as exc:
+                if not isinstance(exc, KafkaError) and unavailable_dependency(exc) is None:
+                    raise
                 log.warning("outbox relay stopped (%s); restarting in %.0f s", exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
@@ -188,6 +242,8 @@ async def _sample_backlog(
                 rows, age = await backlog(conn)
             bundle.outbox_backlog.set(rows)
             bundle.outbox_lag_seconds.set(age)
-        except (OSError, asyncpg.PostgresError) as exc:
-            log.warning("outbox backlog sample failed: %s", exc)
+        except DRIVER_ERRORS as exc:
+            if unavailable_dependency(exc) is None:
+                raise
+            log.warning("outbox backlog sample failed: %r", exc)
         await asyncio.sleep(every)

@@ -3,8 +3,8 @@
 A dependency outage is 503 with ``Retry-After``, never 401 or 500: the client's request and
 credentials are fine and the same request will succeed once the dependency is back. Adapters
 raise ``InfrastructureError``; what a driver raises on its own (asyncpg lets a refused
-connection through as ``OSError``, for one) is translated by ``unavailable_dependency``, one
-entry per driver.
+connection through as ``OSError``, for one) is classified by
+``eatcloud.outages.unavailable_dependency``, which the worker uses too.
 """
 
 from __future__ import annotations
@@ -14,12 +14,10 @@ from http import HTTPStatus
 from typing import Any
 
 import orjson
-from asyncpg import exceptions as pg
 from asyncpg.exceptions import CharacterNotInRepertoireError, UntranslatableCharacterError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from redis import exceptions as rd
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from eatcloud.checkout import SoldOut
@@ -35,6 +33,7 @@ from eatcloud.errors import (
 )
 from eatcloud.locks.lock import LockBusy
 from eatcloud.observability.metrics import Metrics
+from eatcloud.outages import DRIVER_ERRORS, unavailable_dependency
 
 log = logging.getLogger(__name__)
 
@@ -141,40 +140,6 @@ def _count(exc: EatCloudError, bundle: Metrics) -> None:
         bundle.checkout_lock_busy.inc()
 
 
-# Driver errors that mean "the dependency is down or refusing work", by driver. Anything else
-# a driver raises (a WRONGTYPE reply, a bad query argument) is a bug: 500.
-_REDIS_DOWN: tuple[type[Exception], ...] = (
-    rd.ConnectionError,  # refused, reset, closed; also LOADING, pool exhausted, bad password
-    rd.TimeoutError,
-    rd.ReadOnlyError,  # a replica answering during a failover
-    rd.OutOfMemoryError,  # full: writes refused
-)
-_POSTGRES_DOWN: tuple[type[Exception], ...] = (
-    pg.PostgresConnectionError,  # class 08: the connection failed or was lost
-    pg.InsufficientResourcesError,  # class 53: too many connections, out of memory, disk full
-    pg.OperatorInterventionError,  # class 57: shutting down, starting up, query cancelled
-    pg.InterfaceError,  # "connection is closed", "pool is closing" (minus the ones below)
-)
-_POSTGRES_BUGS: tuple[type[Exception], ...] = (
-    ValueError,  # asyncpg's client-side DataError and ClientConfigurationError
-    pg.UnsupportedClientFeatureError,
-    pg.UnsupportedServerFeatureError,
-)
-
-
-def unavailable_dependency(exc: BaseException) -> str | None:
-    """Which dependency ``exc`` says is unavailable, or None when it is not an outage."""
-    if isinstance(exc, rd.RedisError):
-        return "redis" if isinstance(exc, _REDIS_DOWN) else None
-    if isinstance(exc, _POSTGRES_DOWN):
-        return None if isinstance(exc, _POSTGRES_BUGS) else "postgres"
-    if isinstance(exc, OSError):
-        # The request path does no I/O but with its dependencies, and drivers let a socket's
-        # failure through as it is (refused, reset, unreachable, DNS, TLS, timed out).
-        return "network"
-    return None
-
-
 async def _driver_error(request: Request, exc: Exception) -> Response:
     what = unavailable_dependency(exc)
     if what is None:
@@ -213,7 +178,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(EatCloudError, _eatcloud_error)
     app.add_exception_handler(CharacterNotInRepertoireError, _unstorable_text)
     app.add_exception_handler(UntranslatableCharacterError, _unstorable_text)
-    driver_errors: tuple[type[Exception], ...] = (rd.RedisError, *_POSTGRES_DOWN, OSError)
-    for driver_error in driver_errors:
+    for driver_error in DRIVER_ERRORS:
         app.add_exception_handler(driver_error, _driver_error)
     app.add_exception_handler(Exception, _unexpected_error)

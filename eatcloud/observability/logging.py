@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -54,9 +55,11 @@ class _Burst:
 class Throttle(logging.Filter):
     """Lets the first WARNING-or-worse record of a kind (logger and message template) from a
     dependency's client through, then one per ``every`` seconds saying how many were held
-    back, and, once none has come for ``quiet`` seconds, a line saying the burst stopped
-    (written when the next record of any kind passes through this filter). Thread-safe:
-    Faust's consumer thread logs too."""
+    back, and, once none has come for ``quiet`` seconds, a line saying the burst stopped.
+    The "stopped" line is written by the next record that passes through this filter, or by
+    a sweeper thread that runs while a burst is open, whichever comes first: a worker that
+    has gone quiet after an outage still says it ended. Thread-safe: Faust's consumer thread
+    logs too."""
 
     def __init__(
         self, every: float = 10.0, quiet: float = 10.0, clock: Callable[[], float] = time.monotonic
@@ -65,13 +68,33 @@ class Throttle(logging.Filter):
         self.every, self.quiet, self.clock = every, quiet, clock
         self.bursts: dict[tuple[str, str], _Burst] = {}
         self.lock = threading.Lock()
+        self.sweeper: threading.Thread | None = None  # runs while ``bursts`` is not empty
 
     def filter(self, record: logging.LogRecord) -> bool:
         now = self.clock()
         with self.lock:
-            ended = [k for k, b in self.bursts.items() if now - b.last >= self.quiet]
-            stopped = [(kind, self.bursts.pop(kind)) for kind in ended]
+            stopped = self._ended(now)
             keep = self._admit(record, now)
+        self._say_stopped(stopped, now)
+        return keep
+
+    def sweep(self) -> bool:
+        """Write the "stopped" line of every burst that has ended; whether any is still open
+        (the sweeper thread stops when none is)."""
+        now = self.clock()
+        with self.lock:
+            stopped = self._ended(now)
+            open_bursts = bool(self.bursts)
+            if not open_bursts:
+                self.sweeper = None
+        self._say_stopped(stopped, now)
+        return open_bursts
+
+    def _ended(self, now: float) -> list[tuple[tuple[str, str], _Burst]]:
+        ended = [k for k, b in self.bursts.items() if now - b.last >= self.quiet]
+        return [(kind, self.bursts.pop(kind)) for kind in ended]
+
+    def _say_stopped(self, stopped: list[tuple[tuple[str, str], _Burst]], now: float) -> None:
         for (name, template), burst in stopped:
             if burst.total > 1:
                 logging.getLogger(name).warning(
@@ -82,7 +105,6 @@ class Throttle(logging.Filter):
                     now - burst.last,
                     extra={_SUMMARY: True},
                 )
-        return keep
 
     def _admit(self, record: logging.LogRecord, now: float) -> bool:
         if (
@@ -95,6 +117,11 @@ class Throttle(logging.Filter):
         burst = self.bursts.get(kind)
         if burst is None:
             self.bursts[kind] = _Burst(now, now, now)
+            if self.sweeper is None:  # under ``lock``, as is the sweeper's own exit
+                self.sweeper = threading.Thread(
+                    target=_sweep, args=(weakref.ref(self),), name="log-throttle", daemon=True
+                )
+                self.sweeper.start()
             return True
         burst.last, burst.total = now, burst.total + 1
         if now - burst.shown < self.every:
@@ -105,6 +132,15 @@ class Throttle(logging.Filter):
             record.msg = f"{record.msg} [{held}]"
         burst.shown, burst.held = now, 0
         return True
+
+
+def _sweep(throttle: weakref.ReferenceType[Throttle]) -> None:
+    """The sweeper thread: looks for ended bursts a few times per ``quiet`` period, until no
+    burst is open (or the filter is gone: it holds the filter only between looks)."""
+    while (found := throttle()) is not None and found.sweep():
+        pause = max(found.quiet / 4, 0.05)
+        del found
+        time.sleep(pause)
 
 
 def logging_config(settings: Settings) -> dict[str, Any]:

@@ -9,6 +9,7 @@ repeated authorization for an order returns the first answer instead of charging
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,7 +85,9 @@ class SimulatedGateway:
     def _record(self, op: str, order_id: str, **fields: object) -> None:
         if self._journal is None:
             return
-        line = orjson.dumps({"op": op, "order_id": order_id, **fields}) + b"\n"
+        # The process (a worker's run) that called: audits count what each run asked for.
+        call = {"op": op, "order_id": order_id, "pid": os.getpid(), **fields}
+        line = orjson.dumps(call) + b"\n"
         with self._journal.open("ab") as out:
             out.write(line)
 

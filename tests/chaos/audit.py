@@ -79,18 +79,25 @@ async def check_ledger(bus: Bus, store: str, menu: str, baseline: int, sold: int
 
 
 def check_gateway(journal: Path, completed: set[str]) -> None:
-    """Each order authorized once at most; every approved charge undone unless completed."""
+    """Every call the gateway received, repeats included: within one worker process (a run)
+    the payment agent asked at most once per order to authorize (its payment record answers
+    a repeated command); across runs the gateway answered every later ask as a repeat, so no
+    order was authorized twice; every approved charge was undone unless the order completed."""
+    asked: Counter[tuple[object, str]] = Counter()  # (worker process, order): authorize calls
     fresh: Counter[str] = Counter()
     approved: set[str] = set()
     undone: set[str] = set()
     for call in journal_entries(journal):
         order_id = str(call["order_id"])
         if call["op"] == "authorize":
+            asked[call["pid"], order_id] += 1
             fresh[order_id] += not call["repeat"]
             if call.get("approved"):
                 approved.add(order_id)
         elif call["op"] in {"void", "refund"}:
             undone.add(order_id)
+    again = sorted(key for key, n in asked.items() if n > 1)
+    assert not again, f"the payment agent asked twice in one run (pid, order): {again[:10]}"
     twice = sorted(o for o, n in fresh.items() if n > 1)
     assert not twice, f"authorized twice at the gateway: {twice[:10]}"
     kept = approved - undone

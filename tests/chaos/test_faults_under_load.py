@@ -14,12 +14,9 @@ second worker joins the group and leaves it. Then, from the system's own state:
 - the outbox is drained;
 - the read models equal a rebuild from the log.
 
-Not in ``make test`` yet (marker ``faults``): it showed that a worker does not survive a
-PostgreSQL restart. Its projections and the outbox relay crash the whole worker (faust's
-``App`` crashed on asyncpg's "cannot call Connection.remove_listener(): connection has been
-released back to the pool"), and nothing restarts it, so orders stop. It passes when the
-restart misses their work. ``make chaos EATCLOUD_CHAOS_ROUNDS=0`` runs the short form, each
-fault once. ``make chaos`` runs the long form
+``make test`` runs the short form, each fault once (marker ``faults``); it is how we found
+that a PostgreSQL restart used to crash the whole worker (its projections and outbox relay
+now wait the outage out, ``eatcloud.outages``). ``make chaos`` runs the long form
 (``EATCLOUD_CHAOS_ROUNDS`` rounds of about a minute: the worker killed, then one other fault)
 and writes the counts per fault to docs/reliability.md.
 """
@@ -50,6 +47,7 @@ from tests.integration.api_harness import api_on, bearer
 from tests.integration.databases import fresh_database
 from tests.integration.saga_harness import TERMINAL, Bus, saga_worker, unique_prefix
 from tests.integration.workers import WorkerProcess, free_port
+from tests.reports import commit, write_section
 
 RATE = 3.0  # checkouts per second, open loop
 GAP = 12.0  # seconds between faults (and before the first, after the last)
@@ -260,20 +258,19 @@ def report(load: Load) -> None:
 
 def write_report(path: Path, load: Load, completed: int) -> None:
     """docs/reliability.md, from the long form's run: what was done, and what came of it."""
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
     rows = "\n".join(
         f"| {phase} | {accepted} | "
         + ", ".join(f"{code or 'no answer'}: {n}" for code, n in answers.items())
         + " |"
         for phase, accepted, answers in per_phase(load)
     )
-    path.write_text(
-        f"""# Reliability: faults under load
+    write_section(
+        path,
+        "chaos",
+        f"""## Faults under load
 
 Written by `make chaos` (`tests/chaos/test_faults_under_load.py`, long form, {LONG_ROUNDS}
-rounds) on commit {commit}, {os.cpu_count()} cores, the local stack.
+rounds) on commit {commit(ROOT)}, {os.cpu_count()} cores, the local stack.
 
 A steady {RATE:g} checkouts/s through HTTP (customers retry a 503 with their Idempotency-Key),
 a store that accepts and completes what is paid, and these faults one after the other, {GAP:g}
@@ -289,7 +286,7 @@ system's own state: every accepted order reached exactly one terminal state (rea
 `order-events`); the gateway authorized no order twice and gave back every charge of an order
 that did not complete; stock conserved, nothing oversold; the outbox drained; the read models
 equal a rebuild from the log. All held.
-"""
+""",
     )
 
 

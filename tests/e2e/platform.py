@@ -83,6 +83,15 @@ async def stock_of(p: Platform, store: str) -> dict[str, int]:
     return dict(row)
 
 
+async def settled_stock(p: Platform, store: str, expected: dict[str, int]) -> dict[str, int]:
+    """The stock view once it shows ``expected`` (or after 15 s, what it shows then).
+
+    ``stock_view`` is projected from ``stock-events``, another topic than the
+    ``order-events`` behind an order's status: it may trail the order by a batch.
+    """
+    return await eventually(lambda: stock_of(p, store), lambda seen: seen == expected, 15)
+
+
 async def on_hand(p: Platform, store: str, menu: str) -> int | None:
     """A menu's units on hand in the stock view (None until the stock agent has it)."""
     value: int | None = await p.api.pool.fetchval(

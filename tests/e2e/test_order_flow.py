@@ -22,7 +22,7 @@ from tests.e2e.platform import (
     eventually,
     menu_with_stock,
     place,
-    stock_of,
+    settled_stock,
     wait,
     worker_settings,
 )
@@ -74,7 +74,8 @@ async def test_checkout_to_completed_through_http(
         f"/api/v1/orders/{order_id}/timeline", headers=bearer(customer["access_token"])
     )
     assert [e["status"] for e in timeline.json()] == ["PENDING", "PAID", "ACCEPTED", "COMPLETED"]
-    assert await stock_of(p, store) == {"on_hand": 3, "reserved": 0, "sold": 2}
+    expected = {"on_hand": 3, "reserved": 0, "sold": 2}
+    assert await settled_stock(p, store, expected) == expected
     sales = await p.api.pool.fetchrow(
         "SELECT orders, revenue FROM store_sales WHERE store_id = $1", store
     )
@@ -204,7 +205,8 @@ async def test_a_declined_payment_ends_rejected(platform: Platform) -> None:
     placed = await place(p, customer, store, menu)
     ended = await wait(p, customer, placed.json()["order_id"], "PAID")
     assert ended["status"] == "REJECTED" and "declined" in ended["reason"], ended
-    assert await stock_of(p, store) == {"on_hand": 5, "reserved": 0, "sold": 0}
+    expected = {"on_hand": 5, "reserved": 0, "sold": 0}
+    assert await settled_stock(p, store, expected) == expected
 
 
 async def test_a_store_that_does_not_accept_in_time_cancels_with_refund(platform: Platform) -> None:
@@ -216,7 +218,8 @@ async def test_a_store_that_does_not_accept_in_time_cancels_with_refund(platform
     assert (await wait(p, customer, order_id, "PAID"))["status"] == "PAID"
     ended = await wait(p, customer, order_id, "CANCELLED")
     assert ended["status"] == "CANCELLED", ended
-    assert await stock_of(p, store) == {"on_hand": 5, "reserved": 0, "sold": 0}
+    expected = {"on_hand": 5, "reserved": 0, "sold": 0}
+    assert await settled_stock(p, store, expected) == expected
 
 
 async def test_a_flash_sale_through_http_sells_exactly_the_stock_and_409s_the_rest(
@@ -236,7 +239,8 @@ async def test_a_flash_sale_through_http_sells_exactly_the_stock_and_409s_the_re
     assert all(a.json()["type"].endswith("/sold-out") for a in refused)
     finals = [await wait(p, b, order_id, "PAID") for b, order_id in accepted]
     assert [f["status"] for f in finals] == ["PAID"] * 5
-    assert await stock_of(p, store) == {"on_hand": 0, "reserved": 0, "sold": 5}
+    expected = {"on_hand": 0, "reserved": 0, "sold": 5}
+    assert await settled_stock(p, store, expected) == expected
 
 
 async def test_customers_see_only_their_own_orders(platform: Platform) -> None:

@@ -9,7 +9,6 @@ from typing import Any
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError
 
 from eatcloud.agents.relay import OutboxRelay
@@ -19,17 +18,8 @@ from eatcloud.settings import Settings
 from eatcloud.streams import records as r
 from eatcloud.streams import topics as t
 from tests.integration.databases import fresh_database
-from tests.integration.kafka_io import collect
+from tests.integration.kafka_io import collect, create_topic
 from tests.integration.saga_harness import unique_prefix
-
-
-async def _topic(bootstrap: str, name: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, 4, 1)])
-    finally:
-        await admin.close()
 
 
 async def _fill(pool: Any, stores: int, per_store: int) -> None:
@@ -52,7 +42,7 @@ async def test_two_relays_at_once_publish_each_row_once_in_order_per_aggregate(
     settings: Settings,
 ) -> None:
     bootstrap, prefix = settings.kafka.bootstrap_servers, unique_prefix("relay")
-    await _topic(bootstrap, prefix + t.STOCK_COMMANDS)
+    await create_topic(bootstrap, prefix + t.STOCK_COMMANDS, 4)
     stores, per_store = 20, 40
     async with fresh_database(settings) as db:
         pool = await create_pool(db.postgres, max_size=6)
@@ -112,7 +102,7 @@ async def test_a_broker_outage_keeps_the_rows_and_they_go_out_once_it_is_back(
     settings: Settings,
 ) -> None:
     bootstrap, prefix = settings.kafka.bootstrap_servers, unique_prefix("relay")
-    await _topic(bootstrap, prefix + t.STOCK_COMMANDS)
+    await create_topic(bootstrap, prefix + t.STOCK_COMMANDS, 4)
     async with fresh_database(settings) as db:
         pool = await create_pool(db.postgres, max_size=4)
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")

@@ -10,9 +10,9 @@ from asyncpg.exceptions._base import DataError as AsyncpgArgumentError
 from redis import exceptions as rd
 
 from eatcloud.api.app import create_app
-from eatcloud.api.errors import unavailable_dependency
 from eatcloud.bootstrap import build
 from eatcloud.errors import InfrastructureError
+from eatcloud.outages import outlasting, unavailable_dependency
 from eatcloud.settings import Settings
 
 OUTAGES: list[tuple[BaseException, str]] = [
@@ -102,3 +102,30 @@ def test_the_redis_client_pings_idle_connections_and_retries_a_dead_one_once() -
     connection = client.connection_pool.make_connection()  # type: ignore[attr-defined]
     assert connection.retry.get_retries() == 1
     assert {rd.ConnectionError, rd.TimeoutError} <= set(connection.retry._supported_errors)
+
+
+async def test_the_worker_waits_out_an_outage_and_then_carries_on() -> None:
+    tries: list[int] = []
+
+    async def attempt() -> str:
+        tries.append(len(tries) + 1)
+        if len(tries) < 3:
+            raise (pg.CannotConnectNowError, rd.ConnectionError)[len(tries) - 1]("down")
+        return "done"
+
+    assert await outlasting("test", attempt, first=0.001, cap=0.002) == "done"
+    assert tries == [1, 2, 3]
+
+
+@pytest.mark.parametrize("error", BUGS, ids=lambda v: type(v).__name__)
+async def test_the_worker_does_not_retry_a_bug(error: BaseException) -> None:
+    tries = 0
+
+    async def attempt() -> None:
+        nonlocal tries
+        tries += 1
+        raise error
+
+    with pytest.raises(type(error)):
+        await outlasting("test", attempt, first=0.001, cap=0.002)
+    assert tries == 1

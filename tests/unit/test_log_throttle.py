@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -18,10 +20,9 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def setup() -> Iterator[tuple[Throttle, Clock, list[str]]]:
-    clock = Clock()
-    throttle = Throttle(every=10, quiet=5, clock=clock)
+@contextmanager
+def captured(throttle: Throttle) -> Iterator[list[str]]:
+    """What the aiokafka and eatcloud.runtime loggers write through ``throttle``."""
     seen: list[str] = []
 
     class Keep(logging.Handler):
@@ -35,10 +36,20 @@ def setup() -> Iterator[tuple[Throttle, Clock, list[str]]]:
     for logger in loggers:
         logger.handlers, logger.propagate = [handler], False
         logger.setLevel(logging.INFO)
-    yield throttle, clock, seen
-    for logger, (handlers, propagate, level) in zip(loggers, saved, strict=True):
-        logger.handlers, logger.propagate = handlers, propagate
-        logger.setLevel(level)
+    try:
+        yield seen
+    finally:
+        for logger, (handlers, propagate, level) in zip(loggers, saved, strict=True):
+            logger.handlers, logger.propagate = handlers, propagate
+            logger.setLevel(level)
+
+
+@pytest.fixture
+def setup() -> Iterator[tuple[Throttle, Clock, list[str]]]:
+    clock = Clock()
+    throttle = Throttle(every=10, quiet=5, clock=clock)
+    with captured(throttle) as seen:
+        yield throttle, clock, seen
 
 
 def test_a_repeated_client_warning_is_shown_once_then_counted_then_said_to_stop(
@@ -85,3 +96,21 @@ def test_our_own_warnings_and_other_kinds_are_never_held_back(
         "eatcloud.runtime: poison message 2",
         "aiokafka: an info line 2",
     ]
+
+
+def test_a_burst_is_said_to_stop_even_when_nothing_else_is_logged_after_it() -> None:
+    """A worker that goes quiet after an outage: the sweeper thread writes the line."""
+    throttle = Throttle(every=10, quiet=0.2)  # the real clock
+    with captured(throttle) as seen:
+        kafka = logging.getLogger("aiokafka")
+        for _ in range(3):
+            kafka.error("Unable connect to %r", "127.0.0.1:9092")
+        deadline = time.monotonic() + 10
+        while len(seen) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        while throttle.sweeper is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert seen[0] == "aiokafka: Unable connect to '127.0.0.1:9092'"
+    assert seen[1].startswith("aiokafka: stopped: 'Unable connect to %r' came 3 times"), seen
+    assert len(seen) == 2, seen
+    assert throttle.sweeper is None  # no burst open: the thread has ended

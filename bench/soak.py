@@ -1,0 +1,325 @@
+"""Soak: the whole platform at a steady rate for a long while, watched for growth.
+
+    .venv/bin/python bench/soak.py [--minutes 10] [--rate 30] [--sample-seconds 10]
+        [--warmup-minutes 2] [--chart docs/soak.png] [--report docs/reliability.md]
+
+Runs what bench/e2e.py runs (a fresh database, one worker with the saga, the outbox relay,
+the projections, pruning and the Kinesis forwarder, one API process, customers and stocked
+stores, a simulated store that accepts what is paid) and offers ``--rate`` checkouts a second
+through HTTP, open loop, for ``--minutes``. The default rate is half the peak that
+bench/e2e.py measured over HTTP on this 2-core machine (60/s, docs/benchmarks.md).
+
+Every ``--sample-seconds`` it samples the resident memory (RSS) of the worker and the API,
+the worker's consumer lag (its own ``eatcloud_consumer_lag`` metric), the outbox backlog,
+the orders accepted but not yet settled, the size of each PostgreSQL table and of the
+worker's RocksDB folder, and Redis's memory and key count. After the warm-up it fits a line
+to each series: memory and lag must show no growth trend (``verdict``); tables grow with
+the orders they hold, so their growth is reported per 1,000 orders.
+
+Prints a line per sample and per minute, draws the series (``--chart``), writes its section
+of ``--report`` and ends with one JSON line. Needs the local stack (``make stack-up``);
+``make soak`` runs it. A benchmark, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import re
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import e2e
+import httpx
+from e2e import Running, Step, add_platform_arguments, running_platform, say
+
+from tests.integration.workers import free_port
+from tests.reports import commit, write_section
+
+TABLES = ("outbox", "processed_events", "order_view", "order_timeline", "stock_view")
+MB = 1024 * 1024
+# A series "grows" when its fitted line rises by more than this share of its mean over the
+# measured window (and by more than its floor, so a flat series near zero is not flagged).
+GROWTH_SHARE = 0.10
+FLOORS = {"worker_rss_mb": 16.0, "api_rss_mb": 16.0, "consumer_lag": 200.0, "unsettled": 200.0}
+
+
+@dataclass
+class Samples:
+    started: float = field(default_factory=time.monotonic)
+    rows: list[dict[str, float]] = field(default_factory=list)
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children (uvicorn or faust may fork)."""
+    total = 0
+    for proc in [pid, *children(pid)]:
+        try:
+            status = Path(f"/proc/{proc}/status").read_text()
+        except OSError:
+            continue
+        match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+        total += int(match.group(1)) * 1024 if match else 0
+    return total / MB
+
+
+def children(pid: int) -> list[int]:
+    try:
+        found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    kids = [int(k) for k in found]
+    return kids + [grandchild for kid in kids for grandchild in children(kid)]
+
+
+def folder_mb(path: Path) -> float:
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_size
+            except OSError:
+                continue
+    return total / MB
+
+
+async def consumer_lag(client: httpx.AsyncClient, url: str) -> float:
+    """The sum of the worker's ``eatcloud_consumer_lag`` gauges (every assigned partition)."""
+    text = (await client.get(url)).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("eatcloud_consumer_lag{")
+    )
+
+
+async def sample(
+    platform: Running, metrics_url: str, client: httpx.AsyncClient
+) -> dict[str, float]:
+    bench, pool = platform.bench, platform.bench.pool
+    assert platform.worker.proc is not None and platform.api.proc is not None
+    sizes = await pool.fetch(
+        "SELECT relname, pg_total_relation_size(oid) AS bytes FROM pg_class"
+        " WHERE relname = ANY($1::text[])",
+        list(TABLES),
+    )
+    info = await platform.redis.info("memory")
+    row: dict[str, float] = {
+        "worker_rss_mb": rss_mb(platform.worker.proc.pid),
+        "api_rss_mb": rss_mb(platform.api.proc.pid),
+        "consumer_lag": await consumer_lag(client, metrics_url),
+        "outbox_backlog": float(
+            await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        ),
+        "unsettled": float(len(bench.pending)),
+        "orders": float(await pool.fetchval("SELECT count(*) FROM order_view")),
+        "rocksdb_mb": folder_mb(platform.folder / "worker-data"),
+        "redis_mb": int(info["used_memory"]) / MB,
+        "redis_keys": float(await platform.redis.dbsize()),
+    }
+    for size in sizes:
+        row[f"{size['relname']}_mb"] = size["bytes"] / MB
+    return row
+
+
+async def watch(
+    platform: Running, samples: Samples, every: float, metrics_url: str, stop: asyncio.Event
+) -> None:
+    async with httpx.AsyncClient(timeout=10) as client:
+        while not stop.is_set():
+            try:
+                row = await sample(platform, metrics_url, client)
+            except (httpx.HTTPError, OSError) as exc:  # one missed sample is not a failure
+                say(f"  sample failed: {exc!r}")
+            else:
+                row["t"] = time.monotonic() - samples.started
+                samples.rows.append(row)
+                say(
+                    f"  t={row['t']:.0f}s worker {row['worker_rss_mb']:.0f} MB, api "
+                    f"{row['api_rss_mb']:.0f} MB, lag {row['consumer_lag']:.0f}, outbox "
+                    f"{row['outbox_backlog']:.0f}, unsettled {row['unsettled']:.0f}, orders "
+                    f"{row['orders']:.0f}, rocksdb {row['rocksdb_mb']:.1f} MB"
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
+
+
+def slope_per_minute(rows: list[dict[str, float]], key: str) -> float:
+    """Least-squares slope of ``key`` over time, per minute."""
+    ts = [row["t"] / 60 for row in rows]
+    ys = [row[key] for row in rows]
+    if len(rows) < 3 or statistics.pvariance(ts) == 0:
+        return 0.0
+    return statistics.linear_regression(ts, ys).slope
+
+
+def verdict(rows: list[dict[str, float]]) -> dict[str, dict[str, Any]]:
+    """For memory, lag and the unsettled orders: mean, fitted growth over the window, and
+    whether that is a trend (more than ``GROWTH_SHARE`` of the mean and than the floor)."""
+    minutes = (rows[-1]["t"] - rows[0]["t"]) / 60 if rows else 0.0
+    out = {}
+    for key, floor in FLOORS.items():
+        mean = statistics.fmean(row[key] for row in rows) if rows else 0.0
+        growth = slope_per_minute(rows, key) * minutes
+        out[key] = {
+            "mean": round(mean, 1),
+            "growth_over_window": round(growth, 1),
+            "trend": growth > max(GROWTH_SHARE * mean, floor),
+        }
+    return out
+
+
+def per_thousand_orders(rows: list[dict[str, float]], key: str) -> float | None:
+    """How much ``key`` grew per 1,000 orders over the measured window."""
+    orders = rows[-1]["orders"] - rows[0]["orders"] if rows else 0
+    if orders <= 0:
+        return None
+    return round(1000 * (rows[-1].get(key, 0.0) - rows[0].get(key, 0.0)) / orders, 3)
+
+
+def draw(rows: list[dict[str, float]], warm_s: float, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    minutes = [row["t"] / 60 for row in rows]
+    panels = [
+        ("memory (MB)", ["worker_rss_mb", "api_rss_mb"]),
+        ("behind (messages, orders)", ["consumer_lag", "outbox_backlog", "unsettled"]),
+        ("storage (MB)", [f"{t}_mb" for t in TABLES] + ["rocksdb_mb", "redis_mb"]),
+    ]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 9), sharex=True)
+    for ax, (label, keys) in zip(axes, panels, strict=True):
+        for key in keys:
+            ax.plot(minutes, [row.get(key, 0.0) for row in rows], label=key)
+        ax.axvline(warm_s / 60, color="grey", linestyle=":", linewidth=1)
+        ax.set_ylabel(label)
+        ax.legend(fontsize="small", loc="upper left")
+        ax.grid(alpha=0.3)
+    axes[-1].set_xlabel("minutes (dotted: end of warm-up)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def report(result: dict[str, Any], chart: Path | None, report_path: Path) -> str:
+    rows = "\n".join(
+        f"| {key} | {v['mean']} | {v['growth_over_window']} | {'yes' if v['trend'] else 'no'} |"
+        for key, v in result["trend"].items()
+    )
+    grows = "\n".join(f"| {key} | {value} |" for key, value in result["per_1000_orders"].items())
+    minutes = result["minutes"]
+    figure = ""
+    if chart is not None:
+        figure = f"\n![soak]({os.path.relpath(chart, report_path.parent)})\n"
+    return f"""## Soak: {minutes:g} minutes at {result["rate"]:g} checkouts/s
+
+Written by `make soak` (`bench/soak.py`) on commit {result["commit"]}, {result["cores"]}
+cores, the local stack. The whole platform (API, outbox relay, saga, projections, pruning,
+Kinesis forwarder) at a steady {result["rate"]:g} checkouts/s through HTTP, half the peak
+bench/e2e.py measured; {result["accepted"]} orders accepted, {result["settled"]} settled
+(PAID or rejected) by the end, HTTP errors {result["errors"]}. Sampled every
+{result["sample_seconds"]:g} s; the first {result["warmup_minutes"]:g} minutes are warm-up
+and not judged. Verdict: **{"no growth trend" if result["steady"] else "GROWTH"}**.
+
+| series (after warm-up) | mean | fitted growth over the window | trend |
+|---|---|---|---|
+{rows}
+
+Storage grows with the orders it holds (nothing is due for pruning in a 10-minute run: the
+outbox and processed-event records are kept 7 days). Growth per 1,000 orders:
+
+| series | MB (or keys) per 1,000 orders |
+|---|---|
+{grows}
+{figure}"""
+
+
+async def soak(args: argparse.Namespace) -> dict[str, Any]:
+    metrics_port = free_port()
+    env = {
+        "EATCLOUD_WORKER__METRICS_PORT": str(metrics_port),
+        "EATCLOUD_WORKER__KINESIS_FORWARDER": "true",
+    }
+    async with running_platform(args, "soak", **env) as platform:
+        bench, samples, stop = platform.bench, Samples(), asyncio.Event()
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        watcher = bench.spawn(watch(platform, samples, args.sample_seconds, metrics_url, stop))
+        steps: list[dict[str, Any]] = []
+        ran: list[Step] = []
+        minutes = max(1, round(args.minutes))
+        for minute in range(minutes):
+            step = Step(rate=args.rate, seconds=60)
+            await bench.run_step(step)
+            ran.append(step)
+            summary = step.summary()
+            steps.append(summary)
+            say(
+                f"minute {minute + 1}/{minutes}: accepted {summary['accepted_per_s']}/s, "
+                f"errors {summary['errors']}, 202 -> PAID p50 {summary['p50_ms']} ms, "
+                f"p99 {summary['p99_ms']} ms"
+            )
+        await asyncio.sleep(args.sample_seconds)  # one more sample with the load over
+        stop.set()
+        await watcher
+        accepted = sum(step.statuses["202"] for step in ran)
+        settled = sum(bool(order.outcome) for step in ran for order in step.orders)
+    warm = args.warmup_minutes * 60
+    measured = [row for row in samples.rows if row["t"] >= warm] or samples.rows
+    trend = verdict(measured)
+    keys = [f"{t}_mb" for t in TABLES] + ["rocksdb_mb", "redis_mb", "redis_keys"]
+    result = {
+        "bench": "soak",
+        "commit": commit(e2e.CHECKOUT),
+        "cores": os.cpu_count(),
+        "rate": args.rate,
+        "minutes": minutes,
+        "warmup_minutes": args.warmup_minutes,
+        "sample_seconds": args.sample_seconds,
+        "accepted": accepted,
+        "settled": settled,
+        "errors": sum(s["errors"] for s in steps),
+        "steady": not any(v["trend"] for v in trend.values()),
+        "trend": trend,
+        "per_1000_orders": {key: per_thousand_orders(measured, key) for key in keys},
+        "per_minute": [
+            {k: s[k] for k in ("accepted_per_s", "errors", "p50_ms", "p99_ms")} for s in steps
+        ],
+        "samples": len(samples.rows),
+    }
+    title = f"soak: {args.rate:g}/s for {minutes} min ({result['commit']})"
+    if args.chart:
+        draw(samples.rows, warm, Path(args.chart), title)
+    if args.report:
+        chart = Path(args.chart) if args.chart else None
+        write_section(Path(args.report), "soak", report(result, chart, Path(args.report)))
+    for key, v in trend.items():
+        say(f"{key}: mean {v['mean']}, growth {v['growth_over_window']}, trend {v['trend']}")
+    return result
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10)
+    parser.add_argument("--rate", type=int, default=30, help="checkouts/s (half the HTTP peak)")
+    parser.add_argument("--sample-seconds", type=float, default=10)
+    parser.add_argument("--warmup-minutes", type=float, default=2)
+    parser.add_argument("--chart", default="", help="PNG of the series (e.g. docs/soak.png)")
+    parser.add_argument("--report", default="", help="markdown file to write the soak section of")
+    add_platform_arguments(parser)
+    args = parser.parse_args()
+    if args.minutes <= args.warmup_minutes or args.rate < 1:
+        parser.error("needs --minutes > --warmup-minutes and --rate >= 1")
+    await e2e.report_when_done(soak(args), args.minutes * 60 + 600)
+
+
+if __name__ == "__main__":
+    e2e.entry(main)

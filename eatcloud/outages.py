@@ -1,0 +1,98 @@
+"""Which failures mean "a dependency is down", and how the worker waits one out.
+
+One classification serves both sides: the API answers 503 with ``Retry-After`` for these
+(``eatcloud.api.errors``), and the worker's loops that talk to PostgreSQL or Redis
+(projections, the outbox relay, the backlog sampler) retry them with backoff instead of
+crashing. A PostgreSQL or Redis restart is an outage the worker must sit through: a crashed
+Faust agent comes back without the batch it was holding, and a crashed task stops the worker.
+Anything else a driver raises (a WRONGTYPE reply, a constraint violation, a bad argument) is
+a bug, and retrying it would only hide it: it propagates.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from asyncpg import exceptions as pg
+from redis import exceptions as rd
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Driver errors that mean "the dependency is down or refusing work", by driver.
+_REDIS_DOWN: tuple[type[Exception], ...] = (
+    rd.ConnectionError,  # refused, reset, closed; also LOADING, pool exhausted, bad password
+    rd.TimeoutError,
+    rd.ReadOnlyError,  # a replica answering during a failover
+    rd.OutOfMemoryError,  # full: writes refused
+)
+_POSTGRES_DOWN: tuple[type[Exception], ...] = (
+    pg.PostgresConnectionError,  # class 08: the connection failed or was lost
+    pg.InsufficientResourcesError,  # class 53: too many connections, out of memory, disk full
+    pg.OperatorInterventionError,  # class 57: shutting down, starting up, query cancelled
+    pg.InterfaceError,  # "connection is closed", "pool is closing" (minus the ones below)
+)
+_POSTGRES_BUGS: tuple[type[Exception], ...] = (
+    ValueError,  # asyncpg's client-side DataError and ClientConfigurationError
+    pg.UnsupportedClientFeatureError,
+    pg.UnsupportedServerFeatureError,
+)
+
+# Every class ``unavailable_dependency`` decides about (the API routes these to it).
+DRIVER_ERRORS: tuple[type[Exception], ...] = (rd.RedisError, *_POSTGRES_DOWN, OSError)
+
+
+def unavailable_dependency(exc: BaseException) -> str | None:
+    """Which dependency ``exc`` says is unavailable, or None when it is not an outage."""
+    if isinstance(exc, rd.RedisError):
+        return "redis" if isinstance(exc, _REDIS_DOWN) else None
+    if isinstance(exc, _POSTGRES_DOWN):
+        return None if isinstance(exc, _POSTGRES_BUGS) else "postgres"
+    if isinstance(exc, OSError):
+        # Drivers let a socket's failure through as it is (refused, reset, unreachable, DNS,
+        # TLS, timed out; TimeoutError is an OSError too).
+        return "network"
+    return None
+
+
+def _is_outage(exc: BaseException) -> bool:
+    return unavailable_dependency(exc) is not None
+
+
+async def outlasting(
+    what: str,
+    attempt: Callable[[], Awaitable[T]],
+    *,
+    first: float = 0.5,
+    cap: float = 30.0,
+) -> T:
+    """``await attempt()`` until it succeeds, waiting out outages with jittered exponential
+    backoff (``first`` doubling up to ``cap`` seconds), for as long as they last.
+
+    ``attempt`` must be safe to repeat: it runs again from its start after a failure.
+    Each failed try logs one warning; the log's throttle folds a long outage's repeats.
+    """
+
+    def warn(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.warning(
+            "%s: %s unavailable (%s: %s); try %d again in %.1f s",
+            what,
+            unavailable_dependency(exc) if exc else "dependency",
+            type(exc).__name__,
+            exc,
+            state.attempt_number + 1,
+            wait,
+        )
+
+    retrying = AsyncRetrying(
+        retry=retry_if_exception(_is_outage),
+        wait=wait_exponential_jitter(initial=first, max=cap),
+        before_sleep=warn,
+        reraise=True,
+    )
+    return await retrying(attempt)
