@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import os
 import random
+import secrets
 import signal
 import sys
 import tempfile
@@ -264,7 +265,8 @@ def verdict(s: dict[str, Any], args: argparse.Namespace) -> str:
 async def setup(bench: Bench, db: Settings, redis: Any, sessions: list[str]) -> None:
     """Customers, an admin and approved stores with stocked menus; sessions go in ``sessions``."""
     args, pool = bench.args, bench.pool
-    auth = Authenticator(db.auth.model_copy(update={"access_ttl_seconds": 86_400}), redis)
+    long_lived = db.auth.model_copy(update={"access_ttl_seconds": 86_400})
+    auth = Authenticator(long_lived, redis, db.signing_key())
     password_hash = await hash_password("benchmark password")  # one argon2 hash for everyone
 
     async def account(role: str, n: int) -> dict[str, str]:
@@ -367,6 +369,8 @@ async def running_platform(
     """A fresh database, one worker (saga, relay, projections; ``worker_env`` on top) on
     topics of its own and one API process, set up with customers and stocked stores, and the
     read-model poller running. Everything is stopped and dropped when the block ends."""
+    # The API and this process (it opens the customers' sessions) sign with one key.
+    os.environ.setdefault("EATCLOUD_AUTH__JWT_SECRET", secrets.token_urlsafe(48))
     settings = Settings()
     decline_cents = settings.payment.decline_cents
     if decline_cents == 0:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -336,6 +337,7 @@ async def bench_relay(db: Settings, rows: int) -> None:
 
 
 async def main() -> None:
+    os.environ.setdefault("EATCLOUD_AUTH__JWT_SECRET", secrets.token_urlsafe(48))  # the API's
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10, help="wrk duration per endpoint")
     parser.add_argument("--concurrency", type=int, default=32)

@@ -12,6 +12,7 @@ same functions with their own settings (unique app ids, topics and data folders)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,16 @@ from eatcloud.observability.logging import logging_config
 from eatcloud.observability.metrics import Metrics
 from eatcloud.observability.metrics import metrics as process_metrics
 from eatcloud.payments.gateway import PaymentGateway, make_gateway
-from eatcloud.resources import Clock, Kinesis, Pool, Producer, Redis, Services, SystemClock
+from eatcloud.resources import (
+    Clock,
+    Consumer,
+    Kinesis,
+    Pool,
+    Producer,
+    Redis,
+    Services,
+    SystemClock,
+)
 from eatcloud.settings import Settings
 
 if TYPE_CHECKING:
@@ -45,6 +55,7 @@ def build(
         open_pool=partial(_postgres, settings, pool_size),
         open_redis=partial(_redis, settings),
         open_producer=partial(_producer, settings),
+        open_consumer=partial(_consumer, settings),
         open_kinesis=partial(_kinesis, settings),
     )
 
@@ -95,6 +106,20 @@ def _producer(settings: Settings) -> Producer:
         linger_ms=settings.kafka.producer_linger_ms,
     )
     return producer
+
+
+def _consumer(settings: Settings, topics: Sequence[str], group: str) -> Consumer:
+    """Reads from the oldest record its group has not committed; commits only when asked."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer: Consumer = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    return consumer
 
 
 def _kinesis(settings: Settings) -> Kinesis:

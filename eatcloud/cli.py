@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from eatcloud.errors import EXIT_UNIT_FAILED, StackError
+from eatcloud.errors import EXIT_CONFIG, EXIT_UNIT_FAILED, StackError
 from eatcloud.ops.supervise import Child, Supervisor
 from eatcloud.postgres.migrate import Migration
 
@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from eatcloud.kinesis.reader import StreamReader
     from eatcloud.ops.demo import DemoRun
     from eatcloud.resources import Services
-from eatcloud.settings import Settings, get_settings
+from eatcloud.settings import ConfigurationError, Settings, get_settings
+from eatcloud.stack.secrets import local_signing_key
 
 console = Console(highlight=False)
 T = TypeVar("T")
@@ -516,6 +517,11 @@ def api() -> None:
     from eatcloud.observability.logging import logging_config
 
     settings = get_settings()
+    try:
+        settings.signing_key()
+    except ConfigurationError as exc:
+        say(f"[red]the API cannot start: {escape(str(exc))}[/]")
+        sys.exit(EXIT_CONFIG)
     uvicorn.run(
         "eatcloud.api.app:create_app",
         factory=True,
@@ -532,6 +538,9 @@ def run() -> None:
     from eatcloud.stack import manager
 
     settings = get_settings()
+    if settings.auth.jwt_secret is None:  # a laptop's own key, kept across runs
+        os.environ["EATCLOUD_AUTH__JWT_SECRET"] = local_signing_key(settings.stack.data_dir)
+        say(f"signing tokens with the local key in {settings.stack.data_dir / 'jwt-secret'}")
     try:
         started = manager.up(settings, say)
     except StackError as exc:

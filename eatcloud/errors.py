@@ -60,5 +60,7 @@ class RateLimited(DomainError):
 # The exit status of a worker that stopped itself because a unit of records failed half way
 # (EX_SOFTWARE). Its records are read again after a restart: restart it.
 EXIT_UNIT_FAILED = 70
-# The worker refuses to run: the event log is set to delete events (sysexits' EX_CONFIG).
-EXIT_HISTORY_AT_RISK = 78
+# A process refuses to run on its configuration (sysexits' EX_CONFIG): a missing or weak
+# signing key for the API, an event log set to delete events for the worker.
+EXIT_CONFIG = 78
+EXIT_HISTORY_AT_RISK = EXIT_CONFIG

@@ -1,4 +1,4 @@
-"""Does each dependency answer? Used by ``GET /health/ready`` and ``eatcloud stack status``.
+"""Does each dependency answer? Used by ``GET /api/v1/admin/health`` and ``eatcloud stack status``.
 
 A probe never raises: it returns a ``ProbeResult`` whose ``detail`` says what went wrong, so a
 readiness answer can name the dependency that is down and why.

@@ -102,9 +102,13 @@ class Redis(Protocol):
 
     def exists(self, *names: str) -> Awaitable[int]: ...
 
+    def ping(self) -> Awaitable[object]: ...
+
     def delete(self, *names: str) -> Awaitable[int]: ...
 
     def hgetall(self, name: str) -> Awaitable[dict[bytes | str, bytes | str]]: ...
+
+    def hmget(self, name: str, keys: Sequence[str]) -> Awaitable[list[bytes | str | None]]: ...
 
     def set(
         self, name: str, value: str, *, nx: bool = False, px: int | None = None
@@ -115,8 +119,9 @@ class Redis(Protocol):
     async def aclose(self) -> None: ...
 
 
-# Kafka (aiokafka): the producer of the outbox relay and the DLQ replay. Faust's own producer
-# and consumers stay Faust's; operator commands that read topics make their own consumers.
+# Kafka (aiokafka): the producer of the outbox relay and the DLQ replay, and the consumers of
+# what runs on a consumer group of its own (the Kinesis forwarder). Faust's own producer and
+# consumers stay Faust's; operator commands that read topics make their own consumers.
 
 
 class Producer(Protocol):
@@ -136,6 +141,27 @@ class Producer(Protocol):
         ...
 
     async def partitions_for(self, topic: str) -> set[int]: ...
+
+
+class ConsumerRecord(Protocol):
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+
+
+class Consumer(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def getmany(
+        self, *partitions: Any, timeout_ms: int = 0, max_records: int | None = None
+    ) -> dict[Any, list[ConsumerRecord]]: ...
+
+    async def commit(self) -> None: ...
 
 
 # Kinesis (a boto3 client): the calls we make and the parts of their answers we read.
@@ -236,6 +262,8 @@ class Services:
     open_pool: Callable[[], Awaitable[Pool]]
     open_redis: Callable[[], Redis]
     open_producer: Callable[[], Producer]  # needs a running event loop (aiokafka)
+    # A consumer of these topics in this group, committing only when told (at-least-once).
+    open_consumer: Callable[[Sequence[str], str], Consumer]
     open_kinesis: Callable[[], Kinesis]
     _pool: Pool | None = field(default=None, init=False, repr=False)
     _redis: Redis | None = field(default=None, init=False, repr=False)

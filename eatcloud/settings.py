@@ -11,10 +11,40 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEV_JWT_SECRET = "dev-only-placeholder-secret-change-me-0123456789"
+# The key that tokens are signed with when ``env`` is ``test`` and none is set: public, so
+# no other environment accepts it (nor any key that looks like a placeholder).
+TEST_JWT_SECRET = "test-only-placeholder-key-never-use-it-elsewhere-0123456789"
+MIN_SECRET_BYTES = 32
+_PLACEHOLDER_WORDS = ("placeholder", "change-me", "changeme", "example", "dev-only", "local-only")
+# Secrets this repository once published (docs, compose, defaults): never accepted.
+_PUBLISHED_SECRETS = frozenset(
+    {
+        "dev-only-placeholder-secret-change-me-0123456789",
+        "local-placeholder-jwt-secret-change-me-0000000000",
+        TEST_JWT_SECRET,
+    }
+)
+
+
+class ConfigurationError(ValueError):
+    """A setting the process cannot run with; the message says which and how to fix it."""
+
+
+def weak_secret(secret: str) -> str | None:
+    """Why ``secret`` is too weak to sign tokens with, or None when it is strong enough."""
+    if secret in _PUBLISHED_SECRETS:
+        return "it is a placeholder published in this repository"
+    lowered = secret.lower()
+    if any(word in lowered for word in _PLACEHOLDER_WORDS):
+        return "it looks like a placeholder"
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        return f"it is shorter than {MIN_SECRET_BYTES} bytes"
+    if len(set(secret)) < 10:
+        return "it has fewer than 10 distinct characters"
+    return None
 
 
 class _Group(BaseModel):
@@ -178,13 +208,16 @@ class ApiSettings(_Group):
     port: int = 8000
     # How long one readiness probe waits for each dependency before calling it down.
     probe_timeout_seconds: float = 2.0
+    # GET /health/ready answers from its last check for this long: a flood of probes costs
+    # the database and Redis one query each per period, whoever sends them.
+    readiness_cache_seconds: float = Field(default=2.0, ge=0)
 
 
 class AuthSettings(_Group):
-    """Tokens and passwords. Set ``EATCLOUD_AUTH__JWT_SECRET`` anywhere but a laptop."""
+    """Tokens and passwords. ``EATCLOUD_AUTH__JWT_SECRET`` signs the access tokens: at least
+    32 random bytes, required wherever the API runs (``eatcloud run`` makes a local one)."""
 
-    # A placeholder that only dev and test accept; prod refuses to start with it.
-    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
+    jwt_secret: SecretStr | None = None
     issuer: str = "eatcloud"
     audience: str = "eatcloud-api"
     access_ttl_seconds: int = Field(default=900, ge=30)
@@ -235,11 +268,26 @@ class Settings(BaseSettings):
     rate_limit: RateLimitSettings = RateLimitSettings()
     stack: StackSettings = StackSettings()
 
-    @model_validator(mode="after")
-    def _no_placeholder_secret_in_prod(self) -> Settings:
-        if self.env == "prod" and self.auth.jwt_secret.get_secret_value() == DEV_JWT_SECRET:
-            raise ValueError("EATCLOUD_AUTH__JWT_SECRET must be set when EATCLOUD_ENV=prod")
-        return self
+    def signing_key(self) -> str:
+        """The key access tokens are signed and checked with. Only ``env=test`` runs without
+        one (on a public test key); anywhere else a missing, short or placeholder key is a
+        ``ConfigurationError``: whoever knows a weak key can mint an admin's token."""
+        secret = self.auth.jwt_secret
+        given = None if secret is None else secret.get_secret_value()
+        if given is None and self.env == "test":
+            return TEST_JWT_SECRET
+        if given is None:
+            why = "it is not set"
+        elif (weak := weak_secret(given)) is None:
+            return given
+        else:
+            why = weak
+        raise ConfigurationError(
+            f"EATCLOUD_AUTH__JWT_SECRET cannot sign tokens: {why}. Set it to at least "
+            f"{MIN_SECRET_BYTES} random bytes, for example the output of "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(48))'` "
+            "(`eatcloud run` makes one under .stack/ for a laptop)."
+        )
 
     def masked(self) -> dict[str, Any]:
         """A dump safe for start-up logs: secrets are shown as ``**********``."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 from collections.abc import Iterator
 
 import pytest
@@ -11,6 +13,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from eatcloud.probes import probe_all
 from eatcloud.settings import Settings
 from tests.integration.workers import SESSION_PREFIX
+
+# The API refuses to run without a strong signing key. Every process a test starts (APIs,
+# workers, CLI commands) inherits this session's own random one.
+os.environ.setdefault("EATCLOUD_AUTH__JWT_SECRET", secrets.token_urlsafe(48))
 
 
 @pytest.fixture(scope="session")

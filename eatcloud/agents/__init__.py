@@ -12,7 +12,8 @@ Around them, plain Faust agents and tasks:
 
 - ``outbox_relay`` (on the leader): the API's outbox rows in PostgreSQL -> their topics
 - ``order-projection``, ``stock-projection``: events -> PostgreSQL read models, Redis gate
-- ``kinesis-order-events``, ``kinesis-stock-events``: events -> the Kinesis analytics stream
+- ``kinesis_forwarder``: events -> the Kinesis analytics stream, on a consumer group of its
+  own (a slow Kinesis must not hold back the projections)
 - ``housekeeping`` (one worker of the cluster at a time): prunes published outbox rows and old
   processed-event records (``eatcloud.postgres.pruning``)
 """

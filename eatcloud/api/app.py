@@ -30,11 +30,17 @@ def create_app(services: Services | None = None) -> FastAPI:
         summary="Food-delivery order platform: checkout, catalogue, orders and stores.",
     )
     services = services or build(get_settings())
+    services.settings.signing_key()  # no API on a missing or weak key: ConfigurationError
     app.state.services = services
+    app.state.readiness = health.Readiness(
+        services, services.settings.api.readiness_cache_seconds,
+        services.settings.api.probe_timeout_seconds,
+    )  # fmt: skip
     install_error_handlers(app)
     app.add_middleware(RequestContext, metrics=services.metrics)
     app.include_router(health.router)
     app.include_router(health.metrics_router)
+    app.include_router(health.admin_router)
     app.include_router(auth.router)
     app.include_router(catalogue.router)
     app.include_router(orders.router)

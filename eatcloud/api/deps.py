@@ -31,7 +31,9 @@ async def pool(found: Annotated[_Services, Depends(services)]) -> _Pool:
 
 
 async def authenticator(found: Annotated[_Services, Depends(services)]) -> Authenticator:
-    return Authenticator(found.settings.auth, found.redis(), found.clock)
+    return Authenticator(
+        found.settings.auth, found.redis(), found.settings.signing_key(), found.clock
+    )
 
 
 async def principal(

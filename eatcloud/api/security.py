@@ -82,12 +82,20 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-class Authenticator:
-    """Issues and checks tokens; sessions live in Redis."""
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
 
-    def __init__(self, settings: AuthSettings, redis: Redis, clock: Clock | None = None) -> None:
+
+class Authenticator:
+    """Issues and checks tokens, signed with ``key`` (``Settings.signing_key``); sessions live
+    in Redis."""
+
+    def __init__(
+        self, settings: AuthSettings, redis: Redis, key: str, clock: Clock | None = None
+    ) -> None:
         self.settings = settings
         self.redis = redis
+        self.key = key
         self.clock = clock or SystemClock()
 
     def _key(self, session: str) -> str:
@@ -129,7 +137,7 @@ class Authenticator:
         try:
             claims = jwt.decode(
                 access_token,
-                self.settings.jwt_secret.get_secret_value(),
+                self.key,
                 algorithms=[_ALGORITHM],
                 audience=self.settings.audience,
                 issuer=self.settings.issuer,
@@ -139,11 +147,15 @@ class Authenticator:
         except (jwt.InvalidTokenError, ValueError) as exc:
             raise Unauthorized(f"invalid access token: {exc}") from exc
         try:
-            alive = await self.redis.exists(self._key(principal.session))
+            user, role = await self.redis.hmget(self._key(principal.session), ["user", "role"])
         except RedisError as exc:
             raise InfrastructureError(f"session store: {exc}") from exc
-        if not alive:
+        if user is None:
             raise Unauthorized("the session has ended (logged out or revoked)")
+        # The token must say what its session says: a token minted with a leaked key around
+        # one's own session cannot claim another user or a higher role.
+        if _text(user) != principal.user_id or _text(role) != principal.role.value:
+            raise Unauthorized("the access token does not match its session")
         return principal
 
     async def close_session(self, principal: Principal) -> None:
@@ -160,5 +172,5 @@ class Authenticator:
             "iat": now, "exp": now + ttl, "iss": self.settings.issuer,
             "aud": self.settings.audience,
         }  # fmt: skip
-        token = jwt.encode(claims, self.settings.jwt_secret.get_secret_value(), _ALGORITHM)
+        token = jwt.encode(claims, self.key, _ALGORITHM)
         return TokenPair(token, f"{session}.{secret}", ttl)

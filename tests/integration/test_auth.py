@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import AsyncIterator
 
 import httpx
@@ -103,7 +104,7 @@ async def test_logout_revokes_the_access_and_refresh_tokens_at_once(api: Api) ->
 async def test_tampered_expired_unsigned_and_foreign_tokens_are_rejected(api: Api) -> None:
     account = await api.account()
     token = account["access_token"]
-    secret = api.settings.auth.jwt_secret.get_secret_value()
+    secret = api.settings.signing_key()
     claims = jwt.decode(token, options={"verify_signature": False})
     head, payload, signature = token.split(".")
     tampered = f"{head}.{payload[:-2]}{'A' if payload[-2] != 'A' else 'B'}{payload[-1]}.{signature}"
@@ -115,6 +116,12 @@ async def test_tampered_expired_unsigned_and_foreign_tokens_are_rejected(api: Ap
         "other secret": jwt.encode(claims, "another-secret-of-enough-length-123456", "HS256"),
         "wrong audience": jwt.encode({**claims, "aud": "someone-else"}, secret, "HS256"),
         "no session": jwt.encode({k: v for k, v in claims.items() if k != "sid"}, secret, "HS256"),
+        # Signed with the right key around the caller's own session (a leaked key): the
+        # session says who and what the caller is, and the token must agree.
+        "own session, admin role": jwt.encode({**claims, "role": "ADMIN"}, secret, "HS256"),
+        "own session, other user": jwt.encode(
+            {**claims, "sub": str(uuid.uuid4())}, secret, "HS256"
+        ),
         "garbage": "not.a.token",
     }
     for name, forged in bad.items():

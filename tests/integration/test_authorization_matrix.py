@@ -22,6 +22,7 @@ C, M, A = {"CUSTOMER"}, {"MANAGER"}, {"ADMIN"}
 POLICY: dict[str, Any] = {
     "GET /health/live": PUBLIC,
     "GET /health/ready": PUBLIC,
+    "GET /api/v1/admin/health": A,
     "POST /api/v1/auth/signup": PUBLIC,
     "POST /api/v1/auth/login": PUBLIC,
     "POST /api/v1/auth/refresh": PUBLIC,

@@ -27,8 +27,6 @@ async def test_agents_lists_every_agent_with_its_topics() -> None:
         "@points": f"{prefix}points-commands",
         "@order-projection": f"{prefix}order-events",
         "@stock-projection": f"{prefix}stock-events",
-        "@kinesis-order-events": f"{prefix}order-events",
-        "@kinesis-stock-events": f"{prefix}stock-events",
     }, out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from eatcloud.settings import Settings
+from eatcloud.settings import Settings, weak_secret
 
 ROOT = Path(__file__).resolve().parents[2]
 NEEDED = {"kafka", "postgres", "redis", "kinesis", "api", "worker", "prometheus", "grafana"}
@@ -84,3 +85,37 @@ def test_api_and_worker_start_after_the_schema_is_migrated(compose: dict[str, An
     for name in ("api", "worker"):
         needs = services[name]["depends_on"]["migrate"]
         assert needs == {"condition": "service_completed_successfully"}, name
+
+
+def _secrets_in(value: object) -> list[str]:
+    """The ``${NAME:?message}`` references in a compose value (required variables)."""
+    return re.findall(r"\$\{(\w+):\?[^}]+\}", str(value))
+
+
+def test_no_secret_is_in_the_file_and_compose_refuses_to_start_without_them(
+    compose: dict[str, Any],
+) -> None:
+    env = compose["x-eatcloud-env"]
+    for name in ("EATCLOUD_AUTH__JWT_SECRET", "EATCLOUD_POSTGRES__PASSWORD"):
+        assert _secrets_in(env[name]), (name, env[name])
+    assert _secrets_in(compose["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"])
+    grafana = compose["services"]["grafana"]["environment"]
+    assert _secrets_in(grafana["GF_SECURITY_ADMIN_PASSWORD"])
+    assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    # What .env.example offers is a placeholder the app itself refuses.
+    example = dict(
+        line.split("=", 1)
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert set(example) >= {"EATCLOUD_JWT_SECRET", "EATCLOUD_POSTGRES_PASSWORD"}
+    assert weak_secret(example["EATCLOUD_JWT_SECRET"]) is not None
+    assert ".env" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+def test_every_published_port_is_bound_to_loopback(compose: dict[str, Any]) -> None:
+    published = {name: service.get("ports", []) for name, service in compose["services"].items()}
+    assert any(published.values())
+    for name, ports in published.items():
+        for port in ports:
+            assert str(port).startswith("127.0.0.1:"), (name, port)
