@@ -150,6 +150,9 @@ async def bench_http(db: Settings, args: argparse.Namespace, data: Path) -> None
         "EATCLOUD_LOG_LEVEL": "WARNING",
         "EATCLOUD_RATE_LIMIT__CHECKOUT_BURST": "1000000",
         "EATCLOUD_RATE_LIMIT__LOGIN_BURST": "1000000",
+        "EATCLOUD_RATE_LIMIT__ADDRESS_LOGIN_BURST": "1000000",
+        "EATCLOUD_RATE_LIMIT__PASSWORD_BURST": "1000000",
+        "EATCLOUD_AUTH__HASHING_QUEUE": "100000",  # wrk's connections all wait their turn
     }
     (data / "bare_app.py").write_text(BARE_APP)
     api = serve([sys.executable, "-m", "eatcloud.cli", "api"], env, data / "api.log")

@@ -237,13 +237,13 @@ def report(result: dict[str, Any], chart: Path | None, report_path: Path) -> str
         figure = f"\n![soak]({os.path.relpath(chart, report_path.parent)})\n"
     return f"""## Soak: {minutes:g} minutes at {result["rate"]:g} checkouts/s
 
-Written by `make soak` (`bench/soak.py`) on commit {result["commit"]}, {result["cores"]}
-cores, the local stack. The whole platform (API, outbox relay, saga, projections, pruning,
-Kinesis forwarder) at a steady {result["rate"]:g} checkouts/s through HTTP, half the peak
-bench/e2e.py measured; {result["accepted"]} orders accepted, {result["settled"]} settled
-(PAID or rejected) by the end, HTTP errors {result["errors"]}. Sampled every
-{result["sample_seconds"]:g} s; the first {result["warmup_minutes"]:g} minutes are warm-up
-and not judged. Verdict: **{"no growth trend" if result["steady"] else "GROWTH"}**.
+Written by `make soak` (`bench/soak.py`) on commit {result["commit"]}, {result["cores"]} cores,
+the local stack. The whole platform (API, outbox relay, saga, projections, pruning, Kinesis
+forwarder) at a steady {result["rate"]:g} checkouts/s through HTTP (about half of what this
+machine sustains with the load generator on it); {result["accepted"]} orders accepted,
+{result["settled"]} settled (PAID or rejected) by the end, HTTP errors: {result["errors"]}.
+Sampled every {result["sample_seconds"]:g} s; the first {result["warmup_minutes"]:g} minutes
+are warm-up and not judged. Verdict: **{"no growth trend" if result["steady"] else "GROWTH"}**.
 
 | series (after warm-up) | mean | fitted growth over the window | trend |
 |---|---|---|---|

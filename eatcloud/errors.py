@@ -48,6 +48,15 @@ class Unprocessable(DomainError):
     """The request is well-formed but breaks a business rule."""
 
 
+class Busy(EatCloudError):
+    """This process is at capacity for this kind of work; the caller may retry after
+    ``retry_after`` seconds (503)."""
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class RateLimited(DomainError):
     """Too many requests; the caller may retry after ``retry_after`` seconds."""
 

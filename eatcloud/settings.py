@@ -7,6 +7,7 @@ starts on 127.0.0.1, so a fresh checkout runs without any configuration.
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -83,6 +84,12 @@ class WorkerSettings(_Group):
     # Table state (RocksDB) lives here; it is a cache of the changelog topics and may be lost.
     data_dir: Path = Path(".stack/worker")
     store: str = "rocksdb://"
+    # RocksDB's memory, per table partition (4 tables x their partitions, 16 by default).
+    # Faust's defaults (up to 3 memtables of 64 MiB and a 2 GiB block cache each) let a
+    # worker grow past its pod's limit: `make soak` saw +100 MB in 10 minutes, still rising.
+    # With these a worker's RocksDB holds at most 16 x (2 x 4 + 8) MiB = 256 MiB.
+    rocksdb_write_buffer_mib: int = Field(default=4, ge=1)
+    rocksdb_block_cache_mib: int = Field(default=8, ge=1)
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     # Prometheus metrics of this worker (0: off); bound to web_host.
@@ -211,6 +218,16 @@ class ApiSettings(_Group):
     # GET /health/ready answers from its last check for this long: a flood of probes costs
     # the database and Redis one query each per period, whoever sends them.
     readiness_cache_seconds: float = Field(default=2.0, ge=0)
+    # Proxies (addresses or CIDR blocks) whose X-Forwarded-For we believe: the client's address
+    # is the last one in that header that is not one of them. Empty: the peer's address.
+    trusted_proxies: list[str] = []
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for block in value:
+            ipaddress.ip_network(block, strict=False)  # ValueError names a bad one
+        return value
 
 
 class AuthSettings(_Group):
@@ -224,13 +241,33 @@ class AuthSettings(_Group):
     # A session (its refresh token family) lives this long without a refresh.
     refresh_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
     password_min_length: int = Field(default=8, ge=8)
+    # argon2id's cost, sized for a 512 MiB API pod: 19 MiB and 2 passes per hash (OWASP's
+    # minimum for argon2id; argon2-cffi's default is 64 MiB and 3 passes). Hashes made with
+    # other parameters still verify, and are made again with these at the next login.
+    argon2_memory_kib: int = Field(default=19_456, ge=8_192)
+    argon2_time_cost: int = Field(default=2, ge=1)
+    argon2_parallelism: int = Field(default=1, ge=1)
+    # At most ``hashing_slots`` hashes at once per API process (each holds the memory above)
+    # and ``hashing_queue`` more waiting; past that, signup and login answer 503 with
+    # Retry-After instead of queueing work that starves the readiness probe.
+    hashing_slots: int = Field(default=2, ge=1)
+    hashing_queue: int = Field(default=16, ge=0)
 
 
 class RateLimitSettings(_Group):
     """Token buckets: ``*_burst`` requests at once, refilled at ``*_per_minute``."""
 
-    login_burst: int = Field(default=5, ge=1)
+    login_burst: int = Field(default=5, ge=1)  # per e-mail
     login_per_minute: float = Field(default=10.0, gt=0)
+    # Per client address (see ``api.trusted_proxies``): signups, and login attempts whatever
+    # the e-mail, so random e-mails cannot get around the per-e-mail limit.
+    signup_burst: int = Field(default=5, ge=1)
+    signup_per_minute: float = Field(default=5.0, gt=0)
+    address_login_burst: int = Field(default=20, ge=1)
+    address_login_per_minute: float = Field(default=30.0, gt=0)
+    # Every signup and login of the cluster, whoever sends them: the hashing work's ceiling.
+    password_burst: int = Field(default=100, ge=1)
+    password_per_minute: float = Field(default=1200.0, gt=0)
     checkout_burst: int = Field(default=10, ge=1)
     checkout_per_minute: float = Field(default=60.0, gt=0)
 

@@ -17,6 +17,11 @@ from tests.integration.workers import SESSION_PREFIX
 # The API refuses to run without a strong signing key. Every process a test starts (APIs,
 # workers, CLI commands) inherits this session's own random one.
 os.environ.setdefault("EATCLOUD_AUTH__JWT_SECRET", secrets.token_urlsafe(48))
+# Every in-process request comes from 127.0.0.1 and the suite signs up and logs in thousands
+# of accounts: the per-address and cluster-wide password limits are the tests' own business
+# (tests/integration/test_password_limits.py sets them low on apps of its own).
+for _limit in ("SIGNUP_BURST", "ADDRESS_LOGIN_BURST", "PASSWORD_BURST"):
+    os.environ.setdefault(f"EATCLOUD_RATE_LIMIT__{_limit}", "1000000")
 
 
 @pytest.fixture(scope="session")

@@ -58,6 +58,7 @@ SAGA_ONLY_ENV = {
 }
 
 log = logging.getLogger("eatcloud.worker")
+MIB = 1024 * 1024
 
 
 def policy_from(settings: Settings) -> SagaPolicy:
@@ -85,6 +86,11 @@ def register(app: Any, services: Services) -> Wiring:
         batch=worker.batch_records,
         within=worker.batch_within_ms / 1000,
         cached=worker.cached_values,
+        rocksdb={
+            "write_buffer_size": worker.rocksdb_write_buffer_mib * MIB,
+            "max_write_buffer_number": 2,
+            "block_cache_size": worker.rocksdb_block_cache_mib * MIB,
+        },
     )
     topics = t.declare(app, t.TopicNames(kafka.topic_prefix), kafka.topic_partitions)
     declared = tables.declare(runtime)

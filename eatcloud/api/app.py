@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from eatcloud.api import auth, catalogue, health, order_views, orders, reviews
 from eatcloud.api.errors import install_error_handlers
 from eatcloud.api.middleware import RequestContext
+from eatcloud.api.security import PasswordHashing
 from eatcloud.bootstrap import Services, build
 from eatcloud.settings import get_settings
 
@@ -32,6 +33,7 @@ def create_app(services: Services | None = None) -> FastAPI:
     services = services or build(get_settings())
     services.settings.signing_key()  # no API on a missing or weak key: ConfigurationError
     app.state.services = services
+    app.state.hashing = PasswordHashing(services.settings.auth)
     app.state.readiness = health.Readiness(
         services, services.settings.api.readiness_cache_seconds,
         services.settings.api.probe_timeout_seconds,

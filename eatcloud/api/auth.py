@@ -7,11 +7,11 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Body
 from pydantic import BaseModel, ConfigDict, Field
 
-from eatcloud.api.deps import AppSettings, Auth, Caller, Pool, Services
-from eatcloud.api.security import Role, hash_password, verify_password
+from eatcloud.api.deps import AppSettings, Auth, Caller, ClientAddress, Hashing, Pool, Services
+from eatcloud.api.security import Role
 from eatcloud.errors import NotFound, Unauthorized, Unprocessable
 from eatcloud.locks import rate_limit
-from eatcloud.postgres.users import create_user, user_by_email, user_by_id
+from eatcloud.postgres.users import create_user, replace_password_hash, user_by_email, user_by_id
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
@@ -54,13 +54,23 @@ class UserPublic(_Schema):
 
 
 @router.post("/signup", status_code=201, response_model=UserPublic, summary="Create an account")
-async def signup(body: SignupRequest, db: Pool, settings: AppSettings) -> UserPublic:
+async def signup(
+    body: SignupRequest,
+    db: Pool,
+    settings: AppSettings,
+    services: Services,
+    hashing: Hashing,
+    address: ClientAddress,
+) -> UserPublic:
     if len(body.password) < settings.auth.password_min_length:
         raise Unprocessable(
             f"the password needs at least {settings.auth.password_min_length} characters"
         )
+    limits, redis = settings.rate_limit, services.redis()
+    await rate_limit.take(redis, f"signup:{address}", limits.signup_burst, limits.signup_per_minute)
+    await rate_limit.take(redis, "passwords", limits.password_burst, limits.password_per_minute)
     user = await create_user(
-        db, body.email, await hash_password(body.password), body.role, body.name
+        db, body.email, await hashing.hash(body.password), body.role, body.name
     )
     return UserPublic(id=user.id, email=user.email, name=user.name, role=Role(user.role))
 
@@ -69,19 +79,35 @@ async def signup(body: SignupRequest, db: Pool, settings: AppSettings) -> UserPu
     "/login",
     response_model=TokenResponse,
     summary="Exchange credentials for tokens",
-    responses={429: {"description": "too many attempts for this e-mail; see Retry-After"}},
+    responses={
+        429: {"description": "too many attempts (this e-mail, this address); see Retry-After"},
+        503: {"description": "too many passwords being checked right now; see Retry-After"},
+    },
 )
 async def login(
-    body: LoginRequest, db: Pool, auth: Auth, settings: AppSettings, services: Services
+    body: LoginRequest,
+    db: Pool,
+    auth: Auth,
+    settings: AppSettings,
+    services: Services,
+    hashing: Hashing,
+    address: ClientAddress,
 ) -> TokenResponse:
-    limits = settings.rate_limit
+    limits, redis = settings.rate_limit, services.redis()
     await rate_limit.take(
-        services.redis(), f"login:{body.email.lower()}", limits.login_burst, limits.login_per_minute
+        redis, f"login:{body.email.lower()}", limits.login_burst, limits.login_per_minute
     )
+    await rate_limit.take(
+        redis, f"login-from:{address}", limits.address_login_burst, limits.address_login_per_minute
+    )
+    await rate_limit.take(redis, "passwords", limits.password_burst, limits.password_per_minute)
     user = await user_by_email(db, body.email)
-    if not await verify_password(user.password_hash if user else None, body.password):
+    verified = await hashing.verify(user.password_hash if user else None, body.password)
+    if not verified.ok:
         raise Unauthorized("wrong e-mail or password")
-    assert user is not None
+    assert user is not None and user.password_hash is not None
+    if verified.rehashed is not None:  # made with older parameters: store today's
+        await replace_password_hash(db, user.id, user.password_hash, verified.rehashed)
     pair = await auth.open_session(user.id, Role(user.role))
     return TokenResponse(
         access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from eatcloud.api.security import Authenticator, Principal, Role
+from eatcloud.api.security import Authenticator, PasswordHashing, Principal, Role
 from eatcloud.errors import Forbidden, Unauthorized
 from eatcloud.resources import Pool as _Pool
 from eatcloud.resources import Services as _Services
@@ -65,3 +66,39 @@ Pool = Annotated[_Pool, Depends(pool)]
 Services = Annotated[_Services, Depends(services)]
 Auth = Annotated[Authenticator, Depends(authenticator)]
 AppSettings = Annotated[Settings, Depends(settings)]
+
+
+async def hashing(request: Request) -> PasswordHashing:
+    found: PasswordHashing = request.app.state.hashing
+    return found
+
+
+def client_address(request: Request, settings: Settings) -> str:
+    """The caller's address: the peer's, or, when the peer is one of ``api.trusted_proxies``,
+    the last address in X-Forwarded-For that is not a trusted proxy (what a client writes
+    there itself is ignored unless every hop after it is ours)."""
+    peer = request.client.host if request.client else "unknown"
+    trusted = [ipaddress.ip_network(block, strict=False) for block in settings.api.trusted_proxies]
+    if not trusted or not _within(peer, trusted):
+        return peer
+    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _within(hop, trusted):
+            return hop
+    return peer
+
+
+def _within(address: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+async def caller_address(request: Request, found: Annotated[Settings, Depends(settings)]) -> str:
+    return client_address(request, found)
+
+
+Hashing = Annotated[PasswordHashing, Depends(hashing)]
+ClientAddress = Annotated[str, Depends(caller_address)]

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from eatcloud.checkout import SoldOut
 from eatcloud.errors import (
+    Busy,
     Conflict,
     EatCloudError,
     Forbidden,
@@ -105,6 +106,7 @@ _STATUS: list[tuple[type[EatCloudError], int, str]] = [
     (Unprocessable, 422, "unprocessable"),
     (RateLimited, 429, "rate-limited"),
     (InfrastructureError, 503, "dependency-unavailable"),
+    (Busy, 503, "busy"),
 ]
 
 
@@ -118,7 +120,7 @@ async def _eatcloud_error(request: Request, exc: Exception) -> Response:
     headers: dict[str, str] = {}
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
-    if isinstance(exc, RateLimited):
+    if isinstance(exc, RateLimited | Busy):
         headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, InfrastructureError):
         cause = exc.__cause__

@@ -16,21 +16,24 @@ import asyncio
 import hashlib
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
+from typing import TypeVar
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from redis.exceptions import RedisError
 
-from eatcloud.errors import InfrastructureError, Unauthorized
+from eatcloud.errors import Busy, InfrastructureError, Unauthorized
 from eatcloud.locks import script
 from eatcloud.resources import Clock, Redis, SystemClock
-from eatcloud.settings import AuthSettings
+from eatcloud.settings import AuthSettings, get_settings
 
-_hasher = PasswordHasher()
 _ALGORITHM = "HS256"
+T = TypeVar("T")
 
 
 class Role(StrEnum):
@@ -53,29 +56,69 @@ class TokenPair:
     expires_in: int
 
 
+class PasswordHashing:
+    """argon2id hashing off the event loop, bounded: ``slots`` hashes at once and ``queue``
+    more waiting. Past that, ``Busy`` (503 with Retry-After): an API pod must not queue
+    unbounded memory-hard work for anonymous callers, nor starve its readiness probe."""
+
+    def __init__(self, settings: AuthSettings) -> None:
+        self.hasher = PasswordHasher(
+            time_cost=settings.argon2_time_cost,
+            memory_cost=settings.argon2_memory_kib,
+            parallelism=settings.argon2_parallelism,
+        )
+        self.capacity = settings.hashing_slots + settings.hashing_queue
+        self.admitted = 0  # running or waiting
+        self._slots = asyncio.Semaphore(settings.hashing_slots)
+        self._dummy: str | None = None
+
+    async def _run(self, work: Callable[..., T], *args: str) -> T:
+        if self.admitted >= self.capacity:
+            raise Busy("too many passwords being checked; retry shortly", retry_after=1)
+        self.admitted += 1
+        try:
+            async with self._slots:
+                return await asyncio.to_thread(work, *args)
+        finally:
+            self.admitted -= 1
+
+    async def hash(self, password: str) -> str:
+        return await self._run(self.hasher.hash, password)
+
+    async def verify(self, password_hash: str | None, password: str) -> Verified:
+        """Whether ``password`` matches, and a new hash when the stored one was made with
+        other parameters. An unknown user costs the same time as a wrong password."""
+        target = password_hash or await self._dummy_hash()
+        try:
+            await self._run(self.hasher.verify, target, password)
+        except (VerificationError, InvalidHashError):
+            return Verified(False)
+        if password_hash is None:
+            return Verified(False)
+        if self.hasher.check_needs_rehash(password_hash):
+            return Verified(True, await self.hash(password))
+        return Verified(True)
+
+    async def _dummy_hash(self) -> str:
+        if self._dummy is None:
+            self._dummy = await self.hash(secrets.token_urlsafe(16))
+        return self._dummy
+
+
+@dataclass(frozen=True)
+class Verified:
+    ok: bool
+    rehashed: str | None = None  # the password hashed with today's parameters, to store
+
+
+@lru_cache(maxsize=1)
+def default_hashing() -> PasswordHashing:
+    """For operator commands (create an admin, the demo): this process's settings."""
+    return PasswordHashing(get_settings().auth)
+
+
 async def hash_password(password: str) -> str:
-    # argon2 is deliberately slow (tens of ms of CPU): off the event loop.
-    return await asyncio.to_thread(_hasher.hash, password)
-
-
-async def verify_password(password_hash: str | None, password: str) -> bool:
-    """True when ``password`` matches; an unknown user costs the same time as a wrong password."""
-    target = password_hash or await _dummy_hash()
-    try:
-        await asyncio.to_thread(_hasher.verify, target, password)
-    except (VerificationError, InvalidHashError):
-        return False
-    return password_hash is not None
-
-
-_dummy: str | None = None
-
-
-async def _dummy_hash() -> str:
-    global _dummy
-    if _dummy is None:
-        _dummy = await hash_password(secrets.token_urlsafe(16))
-    return _dummy
+    return await default_hashing().hash(password)
 
 
 def _digest(secret: str) -> str:

@@ -53,3 +53,14 @@ async def user_by_email(pool: Any, email: str) -> User | None:
 async def user_by_id(pool: Any, user_id: str) -> User | None:
     row = await pool.fetchrow("SELECT * FROM users WHERE id = $1", uuid.UUID(user_id))
     return None if row is None else _user(row)
+
+
+async def replace_password_hash(pool: Any, user_id: str, old: str, new: str) -> None:
+    """Store ``new`` (the same password, hashed with today's parameters) unless the hash
+    changed meanwhile (a password change wins)."""
+    await pool.execute(
+        "UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2",
+        uuid.UUID(user_id),
+        old,
+        new,
+    )

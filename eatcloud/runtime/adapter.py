@@ -212,7 +212,15 @@ class Runtime:
     """Runs handlers on a Faust app; built once per worker by the composition root."""
 
     def __init__(
-        self, app: Any, *, prefix: str, partitions: int, batch: int, within: float, cached: int
+        self,
+        app: Any,
+        *,
+        prefix: str,
+        partitions: int,
+        batch: int,
+        within: float,
+        cached: int,
+        rocksdb: dict[str, int] | None = None,
     ):
         self.app = app
         self.prefix = prefix
@@ -226,6 +234,8 @@ class Runtime:
         # Decoded values by (table, full key), the least recently written first.
         self._cache: dict[tuple[str, str], Any] = {}
         self.cache_limit = cached
+        # Options of each table's RocksDB (Faust's ``options``): memtable and block cache sizes.
+        self.rocksdb = dict(rocksdb or {})
         # At most this many messages per unit: an owner's ``last`` of 1,000 records is ~200 KB.
         self.unit_messages = 1_000
         # The offset and timestamp of the last record each input partition processed.
@@ -243,6 +253,8 @@ class Runtime:
             key_type=str,
             value_type=bytes,
             help=help,
+            # A copy each: Faust's store pops keys off the dict it is given.
+            options=dict(self.rocksdb),
         )
         self.tables[name] = TableIO(self, faust_table)
         return RecordTable(name, faust_table, model)
