@@ -62,6 +62,12 @@ def _is_outage(exc: BaseException) -> bool:
     return unavailable_dependency(exc) is not None
 
 
+def transient(exc: BaseException, also: tuple[type[BaseException], ...] = ()) -> bool:
+    """An outage, or one of ``also`` (a client's own "try again" errors, e.g. KafkaError):
+    what a long-running loop waits out. Anything else is a bug."""
+    return isinstance(exc, also) or _is_outage(exc)
+
+
 async def outlasting(
     what: str,
     attempt: Callable[[], Awaitable[T]],

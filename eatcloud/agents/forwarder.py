@@ -27,12 +27,13 @@ from collections.abc import Callable, Iterable
 
 import orjson
 from aiokafka.errors import CommitFailedError, KafkaError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from eatcloud.agents.wiring import CARRIED, Wiring
 from eatcloud.errors import InfrastructureError
 from eatcloud.kinesis.forwarder import Entry, KinesisForwarder
 from eatcloud.kinesis.streams import ensure_stream
-from eatcloud.outages import unavailable_dependency
+from eatcloud.outages import transient
 from eatcloud.resources import ConsumerRecord, Services
 from eatcloud.runtime.adapter import header_text
 from eatcloud.streams import topics as t
@@ -40,6 +41,8 @@ from eatcloud.streams import topics as t
 log = logging.getLogger(__name__)
 
 BATCH, WITHIN_MS = 500, 200
+# Kafka's, Kinesis's and our Kinesis adapter's "try again" errors (outages aside).
+_TRY_AGAIN = (KafkaError, InfrastructureError, BotoCoreError, ClientError)
 TOPICS = (t.ORDER_EVENTS, t.STOCK_EVENTS)
 _HEADERS = {*CARRIED, "event_id"}
 
@@ -105,23 +108,10 @@ def register(wiring: Wiring) -> None:
             try:
                 await forward(services, prefix, group)
             except Exception as exc:
-                if not _worth_retrying(exc):
+                if not transient(exc, _TRY_AGAIN):
                     raise
                 if time.monotonic() - started > 60:  # it had been working: start over
                     backoff = 1.0
                 log.warning("kinesis forwarder stopped (%r); again in %.0f s", exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
-
-
-def _worth_retrying(exc: BaseException) -> bool:
-    """Kafka, Kinesis and network failures; anything else is a bug."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    kinds: tuple[type[BaseException], ...] = (
-        KafkaError,
-        InfrastructureError,
-        BotoCoreError,
-        ClientError,
-    )
-    return isinstance(exc, kinds) or unavailable_dependency(exc) is not None

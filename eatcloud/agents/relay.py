@@ -29,7 +29,7 @@ from aiokafka.errors import KafkaError
 
 from eatcloud.observability.metrics import Metrics
 from eatcloud.observability.metrics import metrics as process_metrics
-from eatcloud.outages import DRIVER_ERRORS, unavailable_dependency
+from eatcloud.outages import DRIVER_ERRORS, transient, unavailable_dependency
 from eatcloud.postgres.outbox import CHANNEL, backlog
 from eatcloud.resources import Connection, Pool, Producer, Record, Services
 from eatcloud.runtime import wire
@@ -108,7 +108,7 @@ class OutboxRelay:
                     published = await self.publish_once()
                     backoff = 0.5
                 except Exception as exc:
-                    if not isinstance(exc, KafkaError) and unavailable_dependency(exc) is None:
+                    if not transient(exc, (KafkaError,)):
                         raise
                     log.warning("outbox relay: publishing failed (%r); retrying in %.1f s",
                                 exc, backoff)  # fmt: skip
@@ -212,7 +212,7 @@ def register(app: Any, services: Services) -> None:
                 await _relay_while_leader(app, services)
                 backoff = 1.0
             except Exception as exc:
-                if not isinstance(exc, KafkaError) and unavailable_dependency(exc) is None:
+                if not transient(exc, (KafkaError,)):
                     raise
                 log.warning("outbox relay stopped (%s); restarting in %.0f s", exc, backoff)
                 await asyncio.sleep(backoff)

@@ -12,7 +12,7 @@ from redis import exceptions as rd
 from eatcloud.api.app import create_app
 from eatcloud.bootstrap import build
 from eatcloud.errors import InfrastructureError
-from eatcloud.outages import outlasting, unavailable_dependency
+from eatcloud.outages import outlasting, transient, unavailable_dependency
 from eatcloud.settings import Settings
 
 OUTAGES: list[tuple[BaseException, str]] = [
@@ -129,3 +129,12 @@ async def test_the_worker_does_not_retry_a_bug(error: BaseException) -> None:
     with pytest.raises(type(error)):
         await outlasting("test", attempt, first=0.001, cap=0.002)
     assert tries == 1
+
+
+def test_a_loop_waits_out_outages_and_its_clients_own_try_again_errors_only() -> None:
+    from aiokafka.errors import KafkaConnectionError, KafkaError
+
+    assert transient(pg.CannotConnectNowError("starting up"))
+    assert transient(KafkaConnectionError(), (KafkaError,))
+    assert not transient(KafkaConnectionError())
+    assert not transient(RuntimeError("a plain bug"), (KafkaError,))
