@@ -155,6 +155,13 @@ def make_faust_app(settings: Settings, **overrides: Any) -> faust.App:
         "web_bind": worker.web_host,
         "web_host": worker.web_host,
         "web_port": worker.web_port,
+        # The worker's web server is for probes and Prometheus only: Faust's own pages would
+        # show any table value (a saga, a payment) and the partition router to anyone who
+        # reaches the port, without authentication.
+        "web_router_enabled": False,
+        "web_tables_enabled": False,
+        "web_graph_enabled": False,
+        "web_stats_enabled": False,
         # JSON lines with request_id/trace_id/order_id, as the API writes (observability/).
         "logging_config": logging_config(settings),
     }

@@ -221,6 +221,15 @@ class ApiSettings(_Group):
     # Proxies (addresses or CIDR blocks) whose X-Forwarded-For we believe: the client's address
     # is the last one in that header that is not one of them. Empty: the peer's address.
     trusted_proxies: list[str] = []
+    # A request body larger than this is refused (413) before it is parsed. A checkout of the
+    # largest cart the API takes is about 10 KiB.
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # The Swagger UI (/docs, its assets served by the API) and the OpenAPI document
+    # (/openapi.json). On by default; an operator may hide them from the public.
+    docs_enabled: bool = True
+    # Prometheus metrics: 0 serves /metrics on the API's own port (local runs, compose); another
+    # port serves them only there (the chart: scraped by Prometheus, not behind the Service).
+    metrics_port: int = Field(default=0, ge=0, le=65535)
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from eatcloud.api.deps import Admin, Caller, Manager, Pool
+from eatcloud.api.deps import Admin, Caller, Id, Manager, Pool
 from eatcloud.api.security import Principal, Role
 from eatcloud.errors import NotFound
 from eatcloud.observability.context import trace_headers
@@ -119,7 +119,7 @@ def visible(store: dict[str, Any], who: Principal) -> dict[str, Any]:
     raise NotFound("no such store")
 
 
-async def owned_store(db: Pool, store_id: str, who: Principal) -> dict[str, Any]:
+async def owned_store(db: Pool, store_id: Id, who: Principal) -> dict[str, Any]:
     store = await c.get_store(db, store_id)
     if store["manager_id"] != who.user_id:
         raise NotFound("no such store")  # another manager's store: not even its existence
@@ -177,12 +177,12 @@ async def search(
 
 
 @router.get("/stores/{store_id}", response_model=Store)
-async def store(store_id: str, db: Pool, who: Caller) -> dict[str, Any]:
+async def store(store_id: Id, db: Pool, who: Caller) -> dict[str, Any]:
     return visible(await c.get_store(db, store_id), who)
 
 
 @router.patch("/stores/{store_id}", response_model=Store, summary="Change the caller's store")
-async def change_store(store_id: str, body: StoreChange, db: Pool, who: Manager) -> dict[str, Any]:
+async def change_store(store_id: Id, body: StoreChange, db: Pool, who: Manager) -> dict[str, Any]:
     await owned_store(db, store_id, who)
     return await c.update_store(db, store_id, body.model_dump(exclude_none=True))
 
@@ -200,20 +200,20 @@ async def admin_stores(
 
 @router.post("/admin/stores/{store_id}/{decision}", response_model=Store)
 async def decide_store(
-    store_id: str, decision: Literal["approve", "reject", "suspend"], db: Pool, who: Admin
+    store_id: Id, decision: Literal["approve", "reject", "suspend"], db: Pool, who: Admin
 ) -> dict[str, Any]:
     status = {"approve": "APPROVED", "reject": "REJECTED", "suspend": "SUSPENDED"}[decision]
     return await c.set_store_status(db, store_id, status)
 
 
 @router.get("/stores/{store_id}/menus", response_model=list[Menu])
-async def menus(store_id: str, db: Pool, who: Caller) -> list[dict[str, Any]]:
+async def menus(store_id: Id, db: Pool, who: Caller) -> list[dict[str, Any]]:
     visible(await c.get_store(db, store_id), who)
     return await c.menus_of(db, store_id)
 
 
 @router.post("/stores/{store_id}/menus", status_code=201, response_model=Menu)
-async def create_menu(store_id: str, body: MenuIn, db: Pool, who: Manager) -> dict[str, Any]:
+async def create_menu(store_id: Id, body: MenuIn, db: Pool, who: Manager) -> dict[str, Any]:
     """Add a menu; its initial stock (or unlimited flag) goes to the stock agent."""
     await owned_store(db, store_id, who)
     async with db.acquire() as conn, conn.transaction():
@@ -232,14 +232,14 @@ async def create_menu(store_id: str, body: MenuIn, db: Pool, who: Manager) -> di
 
 @router.patch("/stores/{store_id}/menus/{menu_id}", response_model=Menu)
 async def change_menu(
-    store_id: str, menu_id: str, body: MenuChange, db: Pool, who: Manager
+    store_id: Id, menu_id: Id, body: MenuChange, db: Pool, who: Manager
 ) -> dict[str, Any]:
     await owned_store(db, store_id, who)
     return await c.update_menu(db, store_id, menu_id, body.model_dump(exclude_none=True))
 
 
 @router.delete("/stores/{store_id}/menus/{menu_id}", status_code=204)
-async def delete_menu(store_id: str, menu_id: str, db: Pool, who: Manager) -> None:
+async def delete_menu(store_id: Id, menu_id: Id, db: Pool, who: Manager) -> None:
     await owned_store(db, store_id, who)
     await c.delete_menu(db, store_id, menu_id)
 
@@ -251,7 +251,7 @@ async def delete_menu(store_id: str, menu_id: str, db: Pool, who: Manager) -> No
     summary="Adjust a menu's stock (a delivery, a count correction)",
 )
 async def adjust_stock(
-    store_id: str, menu_id: str, body: StockChangeIn, db: Pool, who: Manager
+    store_id: Id, menu_id: Id, body: StockChangeIn, db: Pool, who: Manager
 ) -> Accepted:
     await owned_store(db, store_id, who)
     adjust = await c.adjust_stock(
