@@ -224,6 +224,9 @@ class ApiSettings(_Group):
     # A request body larger than this is refused (413) before it is parsed. A checkout of the
     # largest cart the API takes is about 10 KiB.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Quotas: stores per manager, menus per store (409 past them).
+    stores_per_manager: int = Field(default=20, ge=1)
+    menus_per_store: int = Field(default=500, ge=1)
     # The Swagger UI (/docs, its assets served by the API) and the OpenAPI document
     # (/openapi.json). On by default; an operator may hide them from the public.
     docs_enabled: bool = True
