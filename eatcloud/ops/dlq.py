@@ -23,6 +23,7 @@ from aiokafka.structs import OffsetAndMetadata
 from eatcloud.resources import Services
 from eatcloud.settings import Settings
 from eatcloud.streams import topics as t
+from eatcloud.streams.connect import client_options
 from eatcloud.streams.reading import headers_of, partitions_of, read_to_end
 
 # Headers the DLQ adds; everything else is the message's own and goes back with it.
@@ -61,7 +62,7 @@ def replay_group(settings: Settings) -> str:
 async def replayed_up_to(settings: Settings, topics: list[str]) -> dict[TopicPartition, int]:
     """The replay group's committed offset per DLQ partition (0 where it never replayed)."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
+        **client_options(settings.kafka),
         group_id=replay_group(settings),
         enable_auto_commit=False,
     )
@@ -124,7 +125,7 @@ async def replay(
     marks = await replayed_up_to(settings, topics)
     producer = await services.producer()
     committer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
+        **client_options(settings.kafka),
         group_id=replay_group(settings),
         enable_auto_commit=False,
     )

@@ -398,3 +398,36 @@ def test_the_values_schema_refuses_bad_values_by_name(setting: str, complaint: s
     )
     assert done.returncode != 0
     assert complaint in done.stderr, done.stderr
+
+
+def test_network_policies_open_only_the_apis_port_and_metrics_to_prometheus(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, objects = rendered
+    policies = {
+        o["metadata"]["name"].rsplit("-", 1)[-1]: o["spec"]
+        for o in objects
+        if o["kind"] == "NetworkPolicy"
+    }
+    assert set(policies) == {"api", "worker", "migrations"}
+    pods = {name.rsplit("-", 1)[-1]: spec for name, spec in pod_specs(objects)}
+    for component, spec in policies.items():
+        selected = spec["podSelector"]["matchLabels"]
+        assert selected["app.kubernetes.io/component"] == component
+        assert spec["policyTypes"] == ["Ingress"]
+        assert component in pods or component == "migrations"
+    prometheus = [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+    open_, metrics = policies["api"]["ingress"]
+    assert "from" not in open_ and [p["port"] for p in open_["ports"]] == ["http"]
+    assert metrics["from"] == prometheus and [p["port"] for p in metrics["ports"]] == ["metrics"]
+    (worker,) = policies["worker"]["ingress"]
+    assert worker["from"] == prometheus
+    assert {p["port"] for p in worker["ports"]} == {"metrics", "web"}
+    assert policies["migrations"].get("ingress", []) == []
+    # Every port a policy names is one its pods open.
+    for component in ("api", "worker"):
+        named = {p["name"] for c in pods[component]["containers"] for p in c.get("ports", [])}
+        for rule in policies[component]["ingress"]:
+            assert {p["port"] for p in rule["ports"]} <= named, (component, rule)
