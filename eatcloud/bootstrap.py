@@ -85,6 +85,7 @@ def _redis(settings: Settings) -> Redis:
     rd = settings.redis
     return aioredis.Redis.from_url(
         rd.url(),
+        **rd.tls_options(),
         socket_timeout=rd.socket_timeout_seconds,
         socket_connect_timeout=rd.connect_timeout_seconds,
         health_check_interval=rd.health_check_interval_seconds,
@@ -99,8 +100,10 @@ def _producer(settings: Settings) -> Producer:
     """Idempotent, every send acknowledged by all in-sync replicas."""
     from aiokafka import AIOKafkaProducer
 
+    from eatcloud.streams.connect import client_options
+
     producer: Producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
+        **client_options(settings.kafka),
         acks="all",
         enable_idempotence=True,
         linger_ms=settings.kafka.producer_linger_ms,
@@ -112,9 +115,11 @@ def _consumer(settings: Settings, topics: Sequence[str], group: str) -> Consumer
     """Reads from the oldest record its group has not committed; commits only when asked."""
     from aiokafka import AIOKafkaConsumer
 
+    from eatcloud.streams.connect import client_options
+
     consumer: Consumer = AIOKafkaConsumer(
         *topics,
-        bootstrap_servers=settings.kafka.bootstrap_servers,
+        **client_options(settings.kafka),
         group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -133,10 +138,12 @@ def make_faust_app(settings: Settings, **overrides: Any) -> faust.App:
     import faust
 
     from eatcloud.runtime import faust_patches
+    from eatcloud.streams.connect import credentials
 
     kafka, worker = settings.kafka, settings.worker
     options: dict[str, Any] = {
         "broker": f"kafka://{kafka.bootstrap_servers}",
+        "broker_credentials": credentials(kafka),
         "store": worker.store,
         "datadir": str(worker.data_dir),
         "processing_guarantee": kafka.processing_guarantee,
@@ -155,6 +162,13 @@ def make_faust_app(settings: Settings, **overrides: Any) -> faust.App:
         "web_bind": worker.web_host,
         "web_host": worker.web_host,
         "web_port": worker.web_port,
+        # The worker's web server is for probes and Prometheus only: Faust's own pages would
+        # show any table value (a saga, a payment) and the partition router to anyone who
+        # reaches the port, without authentication.
+        "web_router_enabled": False,
+        "web_tables_enabled": False,
+        "web_graph_enabled": False,
+        "web_stats_enabled": False,
         # JSON lines with request_id/trace_id/order_id, as the API writes (observability/).
         "logging_config": logging_config(settings),
     }

@@ -32,6 +32,9 @@ from eatcloud.postgres import outbox
 from eatcloud.streams import records as r
 
 LOCK_TTL_MS = 10_000
+# The largest order the platform takes, in minor units (a business limit well inside bigint;
+# a bigger cart is refused with 422 before anything is held or written).
+MAX_ORDER_TOTAL = 100_000_000
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,8 @@ async def _priced(
         r.OrderLine(menu_id=m, quantity=q, unit_price=menus[m]["price"]) for m, q in lines
     )
     total = sum(line.unit_price * line.quantity for line in order_lines)
+    if total > MAX_ORDER_TOTAL:
+        raise Unprocessable(f"the order's total ({total}) is over the limit of {MAX_ORDER_TOTAL}")
     if request.points > total:
         raise Unprocessable(f"points ({request.points}) may not exceed the total ({total})")
     return r.PlaceOrder(

@@ -26,8 +26,10 @@ class ProbeResult:
 async def probe_kafka(settings: Settings) -> str:
     from aiokafka import AIOKafkaClient
 
+    from eatcloud.streams.connect import client_options
+
     client = AIOKafkaClient(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
+        **client_options(settings.kafka),
         request_timeout_ms=int(settings.api.probe_timeout_seconds * 1000),
     )
     try:
@@ -61,7 +63,9 @@ async def probe_redis(settings: Settings) -> str:
     import redis.asyncio as aioredis
 
     client = aioredis.Redis.from_url(
-        settings.redis.url(), socket_timeout=settings.api.probe_timeout_seconds
+        settings.redis.url(),
+        socket_timeout=settings.api.probe_timeout_seconds,
+        **settings.redis.tls_options(),
     )
     try:
         await client.ping()

@@ -11,8 +11,9 @@ import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlencode
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The key that tokens are signed with when ``env`` is ``test`` and none is set: public, so
@@ -77,6 +78,35 @@ class KafkaSettings(_Group):
     # StatefulSet pod's name). A restarted worker that comes back within the session timeout
     # gets its partitions back without a rebalance of the whole group.
     group_instance_id: str | None = None
+    # How every client (the worker's Faust app, the relay, the forwarder, the probes, the CLI)
+    # reaches the brokers: PLAINTEXT only on a trusted network such as the local stack;
+    # SASL_SSL in production (docs/operations.md, "Security").
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    # SCRAM (or PLAIN) with a user and password, or AWS_MSK_IAM: Amazon MSK's IAM access
+    # control, a token signed with the pod's AWS credentials for ``aws_region`` (needs the
+    # ``msk`` extra: aws-msk-iam-sasl-signer-python).
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN", "AWS_MSK_IAM"] = (
+        "SCRAM-SHA-512"
+    )
+    sasl_username: str = ""
+    sasl_password: SecretStr = SecretStr("")
+    aws_region: str = ""
+    # TLS: the CA bundle that signed the brokers' certificates (empty: the system's) and, for
+    # mutual TLS, this client's certificate and key. Hostnames are always verified.
+    ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+
+    @model_validator(mode="after")
+    def _credentials(self) -> KafkaSettings:
+        if not self.security_protocol.startswith("SASL"):
+            return self
+        if self.sasl_mechanism == "AWS_MSK_IAM":
+            if self.security_protocol != "SASL_SSL" or not self.aws_region:
+                raise ValueError("AWS_MSK_IAM needs security_protocol SASL_SSL and aws_region")
+        elif not self.sasl_username or not self.sasl_password.get_secret_value():
+            raise ValueError(f"{self.security_protocol} needs sasl_username and sasl_password")
+        return self
 
 
 class WorkerSettings(_Group):
@@ -159,15 +189,29 @@ class PostgresSettings(_Group):
     # A PostgreSQL that does not answer a connection attempt within this is down: the request
     # answers 503 instead of waiting asyncpg's default minute.
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    # TLS as libpq spells it: ``verify-full`` (the server's certificate, signed by
+    # ``sslrootcert``, for this host name) wherever the network is not ours. ``prefer``, the
+    # default, tries TLS and falls back to plain text, as libpq and asyncpg do.
+    sslmode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
+    sslrootcert: str = ""
 
     def dsn(self) -> str:
         """The libpq URL, password included: never log it, log ``safe_dsn`` instead."""
         secret = self.password.get_secret_value()
         auth = f"{self.user}:{secret}" if secret else self.user
-        return f"postgresql://{auth}@{self.host}:{self.port}/{self.database}"
+        return f"postgresql://{auth}@{self.host}:{self.port}/{self.database}{self._tls()}"
 
     def safe_dsn(self) -> str:
-        return f"postgresql://{self.user}@{self.host}:{self.port}/{self.database}"
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{self.database}{self._tls()}"
+
+    def _tls(self) -> str:
+        if self.sslmode == "prefer" and not self.sslrootcert:
+            return ""
+        query = {
+            "sslmode": self.sslmode,
+            **({"sslrootcert": self.sslrootcert} if self.sslrootcert else {}),
+        }
+        return "?" + urlencode(query)
 
 
 class RedisSettings(_Group):
@@ -183,11 +227,26 @@ class RedisSettings(_Group):
     # connection that died with a restarted Redis is replaced before a command is sent on it
     # (0: never PING; the one retry on a dead connection still replaces it).
     health_check_interval_seconds: float = Field(default=10.0, ge=0)
+    # TLS (``rediss://``), the server's certificate verified against ``ssl_ca_certs`` (empty:
+    # the system's CAs) and its host name.
+    tls: bool = False
+    ssl_ca_certs: str = ""
 
     def url(self) -> str:
         secret = self.password.get_secret_value()
         auth = f":{secret}@" if secret else ""
-        return f"redis://{auth}{self.host}:{self.port}/{self.db}"
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://{auth}{self.host}:{self.port}/{self.db}"
+
+    def tls_options(self) -> dict[str, Any]:
+        """What redis-py needs besides the URL, for every client (pools and probes)."""
+        if not self.tls:
+            return {}
+        return {
+            "ssl_cert_reqs": "required",
+            "ssl_check_hostname": True,
+            **({"ssl_ca_certs": self.ssl_ca_certs} if self.ssl_ca_certs else {}),
+        }
 
 
 class KinesisSettings(_Group):
@@ -221,6 +280,18 @@ class ApiSettings(_Group):
     # Proxies (addresses or CIDR blocks) whose X-Forwarded-For we believe: the client's address
     # is the last one in that header that is not one of them. Empty: the peer's address.
     trusted_proxies: list[str] = []
+    # A request body larger than this is refused (413) before it is parsed. A checkout of the
+    # largest cart the API takes is about 10 KiB.
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Quotas: stores per manager, menus per store (409 past them).
+    stores_per_manager: int = Field(default=20, ge=1)
+    menus_per_store: int = Field(default=500, ge=1)
+    # The Swagger UI (/docs, its assets served by the API) and the OpenAPI document
+    # (/openapi.json). On by default; an operator may hide them from the public.
+    docs_enabled: bool = True
+    # Prometheus metrics: 0 serves /metrics on the API's own port (local runs, compose); another
+    # port serves them only there (the chart: scraped by Prometheus, not behind the Service).
+    metrics_port: int = Field(default=0, ge=0, le=65535)
 
     @field_validator("trusted_proxies")
     @classmethod

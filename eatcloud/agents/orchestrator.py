@@ -30,14 +30,13 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any
-
-from pydantic import Field
+from typing import Any
 
 from eatcloud.agents import stock
 from eatcloud.agents.schedule import Schedule, timers_may_run
 from eatcloud.agents.stock import Stock
 from eatcloud.domain.saga import SagaPolicy, SagaState, Step, decide
+from eatcloud.errors import PoisonMessage
 from eatcloud.observability.metrics import metrics
 from eatcloud.resources import Clock
 from eatcloud.runtime.adapter import Context, Handler, Runtime
@@ -46,12 +45,13 @@ from eatcloud.streams import topics as t
 from eatcloud.streams.codec import Decoder
 from eatcloud.tables import RecordTable
 
-# One discriminated union over both topics' records: as a plain union of the two, pydantic
-# tried each in turn and reported the first one's tag mismatch, so an invalid reply went to
-# the DLQ as "unknown_type".
-INBOX: Decoder[Any] = Decoder(
-    Annotated[r.OrderCommand | r.SagaReply | r.StockCommand, Field(discriminator="type")]
-)
+# One decoder per input topic: a record of another topic's kind (a PaymentAuthorized written
+# to order-commands, say) is dead-lettered as "unknown_type", never taken for what it claims.
+INBOX: dict[str, Decoder[Any]] = {
+    t.ORDER_COMMANDS: Decoder(r.OrderCommand),
+    t.SAGA_REPLIES: Decoder(r.SagaReply),
+    t.STOCK_COMMANDS: Decoder(r.StockCommand),
+}
 FORGET = "done"  # the Timeout step that deletes a finished saga
 
 
@@ -164,6 +164,8 @@ def _saga_step(saga: Orchestrator, ctx: Context, message: Any) -> tuple[list[Any
         return [], []  # gone already, or a stale Timeout of an earlier retention
     now = saga.clock.now()
     decision = decide(state, message, now, saga.policy)
+    if decision.unsolicited:  # forged, or meant for another saga: the dead letters say which
+        raise PoisonMessage("unsolicited_reply", f"{message.type} answers no command of {order_id}")
     observe(state, message, decision, now)
     if decision.state is not None and decision.state is not state:
         ctx.put(saga.sagas, order_id, decision.state)
@@ -198,7 +200,8 @@ def handler(saga: Orchestrator) -> Handler[Any]:
     return Handler(
         name="orchestrator",
         topics=(t.ORDER_COMMANDS, t.SAGA_REPLIES, t.STOCK_COMMANDS),
-        decoder=INBOX,
+        decoder=INBOX[t.ORDER_COMMANDS],
+        decoders=INBOX,
         handle=functools.partial(handle, saga),
         key=lambda message: message.store_id,
         help="Runs each order's saga and its store's stock: commands and replies in, "

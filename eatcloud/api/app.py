@@ -2,36 +2,58 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
+from prometheus_client import start_http_server
 
 from eatcloud.api import auth, catalogue, health, order_views, orders, reviews
 from eatcloud.api.errors import install_error_handlers
-from eatcloud.api.middleware import RequestContext
+from eatcloud.api.middleware import EdgeGuard, RequestContext
 from eatcloud.api.security import PasswordHashing
 from eatcloud.bootstrap import Services, build
 from eatcloud.settings import get_settings
 
+DOCS = "/docs"
+
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    yield
-    await app.state.services.close()
+    settings = app.state.services.settings.api
+    metrics = None
+    if settings.metrics_port:  # a port of their own, not the API's
+        metrics, _ = start_http_server(
+            settings.metrics_port, addr=settings.host, registry=app.state.services.metrics.registry
+        )
+    try:
+        yield
+    finally:
+        if metrics is not None:
+            await asyncio.to_thread(metrics.shutdown)  # waits out its serving loop's poll
+            metrics.server_close()
+        await app.state.services.close()
 
 
 def create_app(services: Services | None = None) -> FastAPI:
     """The API on ``services`` (by default ``build`` of the environment's settings), which it
     closes when it shuts down."""
-    app = FastAPI(
-        lifespan=_lifespan,
-        title="EatCloud",
-        version="0.1.0",
-        summary="Food-delivery order platform: checkout, catalogue, orders and stores.",
-    )
     services = services or build(get_settings())
     services.settings.signing_key()  # no API on a missing or weak key: ConfigurationError
+    api = services.settings.api
+    about: dict[str, Any] = {
+        "lifespan": _lifespan,
+        "title": "EatCloud",
+        "version": "0.1.0",
+        "summary": "Food-delivery order platform: checkout, catalogue, orders and stores.",
+    }
+    if api.docs_enabled:  # the Swagger UI with its script and styles from this API, no CDN
+        app = FastAPIOffline(docs_url=DOCS, redoc_url=None, static_url=f"{DOCS}/assets", **about)
+    else:
+        app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, **about)
     app.state.services = services
     app.state.hashing = PasswordHashing(services.settings.auth)
     app.state.readiness = health.Readiness(
@@ -39,9 +61,12 @@ def create_app(services: Services | None = None) -> FastAPI:
         services.settings.api.probe_timeout_seconds,
     )  # fmt: skip
     install_error_handlers(app)
+    # The guard inside the request context: its refusals carry a request id and are counted.
+    app.add_middleware(EdgeGuard, max_body_bytes=api.max_body_bytes, docs_paths=(DOCS,))
     app.add_middleware(RequestContext, metrics=services.metrics)
     app.include_router(health.router)
-    app.include_router(health.metrics_router)
+    if not api.metrics_port:
+        app.include_router(health.metrics_router)
     app.include_router(health.admin_router)
     app.include_router(auth.router)
     app.include_router(catalogue.router)

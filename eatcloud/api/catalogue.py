@@ -7,9 +7,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from eatcloud.api.deps import Admin, Caller, Manager, Pool
+from eatcloud.api.deps import Admin, AppSettings, Caller, Id, Manager, Pool
 from eatcloud.api.security import Principal, Role
-from eatcloud.errors import NotFound
+from eatcloud.errors import Conflict, NotFound
 from eatcloud.observability.context import trace_headers
 from eatcloud.postgres import catalogue as c
 from eatcloud.postgres.outbox import enqueue
@@ -119,10 +119,18 @@ def visible(store: dict[str, Any], who: Principal) -> dict[str, Any]:
     raise NotFound("no such store")
 
 
-async def owned_store(db: Pool, store_id: str, who: Principal) -> dict[str, Any]:
+async def owned_store(
+    db: Pool, store_id: Id, who: Principal, *, approved: bool = False
+) -> dict[str, Any]:
+    """The caller's store (404 for another manager's); with ``approved``, 409 unless an admin
+    has approved it: a PENDING, REJECTED or SUSPENDED store changes no menu and no stock."""
     store = await c.get_store(db, store_id)
     if store["manager_id"] != who.user_id:
         raise NotFound("no such store")  # another manager's store: not even its existence
+    if approved and store["status"] != "APPROVED":
+        raise Conflict(
+            f"the store is {store['status']}: its menus and stock change only once it is APPROVED"
+        )
     return store
 
 
@@ -142,8 +150,10 @@ async def delete_category(code: str, db: Pool, who: Admin) -> None:
 
 
 @router.post("/stores", status_code=201, response_model=Store, summary="Open a store (PENDING)")
-async def create_store(body: StoreIn, db: Pool, who: Manager) -> dict[str, Any]:
-    return await c.create_store(db, who.user_id, body.model_dump())
+async def create_store(
+    body: StoreIn, db: Pool, who: Manager, settings: AppSettings
+) -> dict[str, Any]:
+    return await c.create_store(db, who.user_id, body.model_dump(), settings.api.stores_per_manager)
 
 
 @router.get("/stores/mine", response_model=list[Store], summary="The caller's stores")
@@ -177,12 +187,12 @@ async def search(
 
 
 @router.get("/stores/{store_id}", response_model=Store)
-async def store(store_id: str, db: Pool, who: Caller) -> dict[str, Any]:
+async def store(store_id: Id, db: Pool, who: Caller) -> dict[str, Any]:
     return visible(await c.get_store(db, store_id), who)
 
 
 @router.patch("/stores/{store_id}", response_model=Store, summary="Change the caller's store")
-async def change_store(store_id: str, body: StoreChange, db: Pool, who: Manager) -> dict[str, Any]:
+async def change_store(store_id: Id, body: StoreChange, db: Pool, who: Manager) -> dict[str, Any]:
     await owned_store(db, store_id, who)
     return await c.update_store(db, store_id, body.model_dump(exclude_none=True))
 
@@ -200,24 +210,26 @@ async def admin_stores(
 
 @router.post("/admin/stores/{store_id}/{decision}", response_model=Store)
 async def decide_store(
-    store_id: str, decision: Literal["approve", "reject", "suspend"], db: Pool, who: Admin
+    store_id: Id, decision: Literal["approve", "reject", "suspend"], db: Pool, who: Admin
 ) -> dict[str, Any]:
     status = {"approve": "APPROVED", "reject": "REJECTED", "suspend": "SUSPENDED"}[decision]
     return await c.set_store_status(db, store_id, status)
 
 
 @router.get("/stores/{store_id}/menus", response_model=list[Menu])
-async def menus(store_id: str, db: Pool, who: Caller) -> list[dict[str, Any]]:
+async def menus(store_id: Id, db: Pool, who: Caller) -> list[dict[str, Any]]:
     visible(await c.get_store(db, store_id), who)
     return await c.menus_of(db, store_id)
 
 
 @router.post("/stores/{store_id}/menus", status_code=201, response_model=Menu)
-async def create_menu(store_id: str, body: MenuIn, db: Pool, who: Manager) -> dict[str, Any]:
+async def create_menu(
+    store_id: Id, body: MenuIn, db: Pool, who: Manager, settings: AppSettings
+) -> dict[str, Any]:
     """Add a menu; its initial stock (or unlimited flag) goes to the stock agent."""
-    await owned_store(db, store_id, who)
+    await owned_store(db, store_id, who, approved=True)
     async with db.acquire() as conn, conn.transaction():
-        menu = await c.create_menu(conn, store_id, body.model_dump())
+        menu = await c.create_menu(conn, store_id, body.model_dump(), settings.api.menus_per_store)
         if body.initial_stock or body.unlimited:
             adjust = r.AdjustStock(
                 store_id=store_id,
@@ -232,15 +244,15 @@ async def create_menu(store_id: str, body: MenuIn, db: Pool, who: Manager) -> di
 
 @router.patch("/stores/{store_id}/menus/{menu_id}", response_model=Menu)
 async def change_menu(
-    store_id: str, menu_id: str, body: MenuChange, db: Pool, who: Manager
+    store_id: Id, menu_id: Id, body: MenuChange, db: Pool, who: Manager
 ) -> dict[str, Any]:
-    await owned_store(db, store_id, who)
+    await owned_store(db, store_id, who, approved=True)
     return await c.update_menu(db, store_id, menu_id, body.model_dump(exclude_none=True))
 
 
 @router.delete("/stores/{store_id}/menus/{menu_id}", status_code=204)
-async def delete_menu(store_id: str, menu_id: str, db: Pool, who: Manager) -> None:
-    await owned_store(db, store_id, who)
+async def delete_menu(store_id: Id, menu_id: Id, db: Pool, who: Manager) -> None:
+    await owned_store(db, store_id, who, approved=True)
     await c.delete_menu(db, store_id, menu_id)
 
 
@@ -251,9 +263,9 @@ async def delete_menu(store_id: str, menu_id: str, db: Pool, who: Manager) -> No
     summary="Adjust a menu's stock (a delivery, a count correction)",
 )
 async def adjust_stock(
-    store_id: str, menu_id: str, body: StockChangeIn, db: Pool, who: Manager
+    store_id: Id, menu_id: Id, body: StockChangeIn, db: Pool, who: Manager
 ) -> Accepted:
-    await owned_store(db, store_id, who)
+    await owned_store(db, store_id, who, approved=True)
     adjust = await c.adjust_stock(
         db,
         store_id,

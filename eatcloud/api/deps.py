@@ -3,17 +3,34 @@
 from __future__ import annotations
 
 import ipaddress
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AfterValidator
 
 from eatcloud.api.security import Authenticator, PasswordHashing, Principal, Role
 from eatcloud.errors import Forbidden, Unauthorized
 from eatcloud.resources import Pool as _Pool
 from eatcloud.resources import Services as _Services
 from eatcloud.settings import Settings
+
+
+def canonical_id(value: str) -> str:
+    """A UUID in its one canonical spelling (lower case, hyphenated), whatever spelling came
+    (upper case, braces, ``urn:uuid:``, no hyphens): PostgreSQL takes them all as one id, but
+    Redis keys, Kafka keys and the saga's tables compare text, so every id is made canonical
+    at the edge. Anything else is kept as it came and finds nothing (404, or 422 in a body)."""
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return value
+
+
+# A store, menu, order or user id in a path or a request body.
+Id = Annotated[str, AfterValidator(canonical_id)]
 
 _bearer = HTTPBearer(auto_error=False, description="An access token from /api/v1/auth/login")
 

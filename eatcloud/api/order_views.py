@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
 from eatcloud.api.catalogue import Accepted, owned_store
-from eatcloud.api.deps import Admin, Caller, Customer, Manager, Pool
+from eatcloud.api.deps import Admin, Caller, Customer, Id, Manager, Pool
 from eatcloud.api.security import Principal, Role
 from eatcloud.errors import NotFound
 from eatcloud.observability import context
@@ -62,7 +62,7 @@ def _reached(status: str, wanted: str) -> bool:
     return status == wanted or status in _ENDED or _RANK.get(status, -1) >= _RANK.get(wanted, 99)
 
 
-async def command_side(db: Pool, order_id: str) -> dict[str, Any] | None:
+async def command_side(db: Pool, order_id: Id) -> dict[str, Any] | None:
     """An order checkout accepted that no event has reached the read model for yet."""
     try:
         oid = uuid.UUID(order_id)
@@ -85,7 +85,7 @@ async def command_side(db: Pool, order_id: str) -> dict[str, Any] | None:
     }
 
 
-async def _visible(db: Pool, order_id: str, who: Principal) -> dict[str, Any]:
+async def _visible(db: Pool, order_id: Id, who: Principal) -> dict[str, Any]:
     """The order if the caller may see it: its customer, its store's manager, or an admin."""
     context.order_id.set(order_id)  # this request's log lines name the order
     order = await rm.order_view(db, order_id) or await command_side(db, order_id)
@@ -106,7 +106,7 @@ async def _visible(db: Pool, order_id: str, who: Principal) -> dict[str, Any]:
 
 @router.get("/orders/{order_id}", response_model=OrderView, summary="An order, from the read model")
 async def get_order(
-    order_id: str,
+    order_id: Id,
     response: Response,
     db: Pool,
     who: Caller,
@@ -130,7 +130,7 @@ async def get_order(
 
 
 @router.get("/orders/{order_id}/timeline", response_model=list[TimelineEntry])
-async def order_timeline(order_id: str, db: Pool, who: Caller) -> list[dict[str, Any]]:
+async def order_timeline(order_id: Id, db: Pool, who: Caller) -> list[dict[str, Any]]:
     await _visible(db, order_id, who)
     return await rm.timeline(db, order_id)
 
@@ -148,7 +148,7 @@ async def my_orders(
 
 @router.get("/stores/{store_id}/orders", response_model=list[OrderView])
 async def store_orders(
-    store_id: str,
+    store_id: Id,
     db: Pool,
     who: Manager,
     status: Status | None = None,
@@ -167,7 +167,7 @@ async def admin_orders(
     who: Admin,
     status: Status | None = None,
     customer_id: str | None = None,
-    store_id: str | None = None,
+    store_id: Id | None = None,
     page: Page = 1,
     size: Size = 20,
 ) -> list[dict[str, Any]]:
@@ -193,7 +193,7 @@ async def _send(db: Pool, command: r.Record) -> Accepted:
     response_model=Accepted,
     summary="Cancel my order (allowed until the store accepts it)",
 )
-async def cancel_mine(order_id: str, body: CancelIn, db: Pool, who: Customer) -> Accepted:
+async def cancel_mine(order_id: Id, body: CancelIn, db: Pool, who: Customer) -> Accepted:
     order = await _visible(db, order_id, who)
     return await _send(
         db,
@@ -213,8 +213,8 @@ async def cancel_mine(order_id: str, body: CancelIn, db: Pool, who: Customer) ->
     summary="The store accepts, completes or cancels an order",
 )
 async def store_action(
-    store_id: str,
-    order_id: str,
+    store_id: Id,
+    order_id: Id,
     action: Literal["accept", "complete", "cancel"],
     db: Pool,
     who: Manager,
@@ -238,7 +238,7 @@ async def store_action(
 
 
 @router.post("/admin/orders/{order_id}/cancel", status_code=202, response_model=Accepted)
-async def admin_cancel(order_id: str, body: CancelIn, db: Pool, who: Admin) -> Accepted:
+async def admin_cancel(order_id: Id, body: CancelIn, db: Pool, who: Admin) -> Accepted:
     order = await _visible(db, order_id, who)
     return await _send(
         db,

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from eatcloud.api.deps import AppSettings, Customer, Pool, Services
+from eatcloud.api.deps import AppSettings, Customer, Id, Pool, Services
 from eatcloud.checkout import CheckoutRequest, checkout
 from eatcloud.errors import Unprocessable
 from eatcloud.locks import cart, rate_limit
@@ -16,7 +16,7 @@ from eatcloud.postgres import catalogue as c
 
 router = APIRouter(prefix="/api/v1", tags=["orders"])
 
-MenuId = Annotated[str, Field(min_length=1, max_length=64)]
+MenuId = Annotated[Id, Field(min_length=1, max_length=64)]
 
 
 class _In(BaseModel):
@@ -29,7 +29,7 @@ class LineIn(_In):
 
 
 class OrderCreate(_In):
-    store_id: str | None = Field(default=None, max_length=64)
+    store_id: Id | None = Field(default=None, max_length=64)
     lines: list[LineIn] | None = Field(
         default=None, min_length=1, max_length=100, description="omit to order the cart"
     )
@@ -62,7 +62,7 @@ class OrderAccepted(BaseModel):
 
 
 class CartItemIn(_In):
-    store_id: str = Field(min_length=1, max_length=64)
+    store_id: Id = Field(min_length=1, max_length=64)
     quantity: int = Field(ge=0, le=99, description="0 removes the item")
 
 
@@ -153,7 +153,7 @@ async def get_cart(db: Pool, who: Customer, services: Services) -> Cart:
 
 @router.put("/cart/items/{menu_id}", response_model=Cart, summary="Set a menu's quantity")
 async def put_cart_item(
-    menu_id: str, body: CartItemIn, db: Pool, who: Customer, services: Services
+    menu_id: Id, body: CartItemIn, db: Pool, who: Customer, services: Services
 ) -> Cart:
     store = await c.get_store(db, body.store_id)
     if store["status"] != "APPROVED":

@@ -33,6 +33,9 @@ from eatcloud.resources import Clock, Redis, SystemClock
 from eatcloud.settings import AuthSettings, get_settings
 
 _ALGORITHM = "HS256"
+# A session remembers this many of its earlier refresh secrets: presenting one of them is reuse
+# (a stolen token raced its owner) and revokes the session; any other wrong secret is refused.
+RETIRED_SECRETS = 32
 T = TypeVar("T")
 
 
@@ -165,12 +168,17 @@ class Authenticator:
         try:
             result = await script(self.redis, "rotate_refresh")(
                 keys=[self._key(session)],
-                args=[_digest(secret), _digest(new_secret), self.settings.refresh_ttl_seconds],
-            )
+                args=[
+                    _digest(secret), _digest(new_secret), self.settings.refresh_ttl_seconds,
+                    RETIRED_SECRETS,
+                ],
+            )  # fmt: skip
         except RedisError as exc:
             raise InfrastructureError(f"session store: {exc}") from exc
         if result[0] == -1:
             raise Unauthorized("refresh token reused: the session is revoked, log in again")
+        if result[0] == -2:
+            raise Unauthorized("invalid refresh token")
         if result[0] != 1:
             raise Unauthorized("unknown or expired session, log in again")
         user, role = result[1].decode(), Role(result[2].decode())

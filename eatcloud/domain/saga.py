@@ -21,6 +21,10 @@ Rules that keep it safe under at-least-once delivery, duplicates and reordering:
 - A reply that is not the one the current step waits for is a duplicate or late: it never moves
   the saga; a late success of a failed saga is compensated again (idempotently).
 - Timeouts carry the step and deadline they were set for; any other Timeout is stale.
+- A reply counts only if it answers a command this saga sent: the saga keeps the reply id of
+  every command it sent (``expected``; a participant's reply id derives from its command's id,
+  ``records.reply_ids``). Anything else is ``unsolicited``: the orchestrator dead-letters it
+  and the saga does not move (a forged ``PaymentAuthorized`` cannot make an order PAID).
 - Output ids derive from the input's id, so re-processing an input yields identical outputs.
 """
 
@@ -94,6 +98,9 @@ class SagaState(BaseModel):
     last_input: str = ""
     last_commands: tuple[r.SagaCommand, ...] = ()
     last_events: tuple[r.OrderEventRecord, ...] = ()
+    # The reply id of every command this saga has sent. None: a saga written before replies
+    # were tied to their commands (it takes any reply, as it did then).
+    expected: tuple[str, ...] | None = ()
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,7 @@ class Decision:
     commands: tuple[r.Record, ...] = ()
     events: tuple[r.OrderEvent, ...] = ()
     note: str = ""  # why a message changed nothing, for the log
+    unsolicited: bool = False  # a reply to no command of this saga: to the dead letters
 
 
 Message = r.PlaceOrder | r.CancelOrder | r.AcceptOrder | r.CompleteOrder | r.Timeout | r.Reply
@@ -157,16 +165,16 @@ class _Out:
 
     def decide(self, state: SagaState) -> Decision:
         commands, events = tuple(self.commands), tuple(self.events)
-        new = state.model_copy(
-            update={
-                "version": state.version + 1,
-                "updated_at": self.now,
-                "last_input": self.source,
-                "last_commands": commands,
-                "last_events": events,
-            }
-        )
-        return Decision(new, commands, events)
+        update: dict[str, Any] = {
+            "version": state.version + 1,
+            "updated_at": self.now,
+            "last_input": self.source,
+            "last_commands": commands,
+            "last_events": events,
+        }
+        if state.expected is not None:
+            update["expected"] = (*state.expected, *(r.reply_id(c) for c in commands))
+        return Decision(state.model_copy(update=update), commands, events)
 
 
 def decide(
@@ -184,6 +192,12 @@ def decide(
         )
     if isinstance(message, r.PlaceOrder):
         return Decision(state, note="order already placed")
+    if (
+        isinstance(message, r.Reply)
+        and state.expected is not None
+        and message.event_id not in state.expected
+    ):
+        return Decision(state, note="a reply to no command of this saga", unsolicited=True)
     if state.step is Step.DONE:
         return _after_end(state, message, out)
     if state.step is Step.COMPENSATING:

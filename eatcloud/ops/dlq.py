@@ -3,7 +3,8 @@
 An agent that cannot handle a message sends it, unchanged, to ``<topic>-dlq`` with the error
 and where it came from in headers (``agents/wiring.py``). Once the cause is fixed (a new
 version deployed, bad reference data corrected), ``replay`` sends each parked message back to
-the topic it came from, with its key and its original headers, and records how far it got as
+the topic its DLQ belongs to (``<topic>``, from the DLQ's name, never from a header the message
+carries), with its key and its original headers, and records how far it got as
 the committed offset of the consumer group ``<app id>-dlq-replay``. So a message is replayed
 once; a crash between the send and the commit replays the last batch again, which the agents
 absorb (they recognise a repeated message by its id, as after any redelivery). ``list`` marks
@@ -22,6 +23,7 @@ from aiokafka.structs import OffsetAndMetadata
 from eatcloud.resources import Services
 from eatcloud.settings import Settings
 from eatcloud.streams import topics as t
+from eatcloud.streams.connect import client_options
 from eatcloud.streams.reading import headers_of, partitions_of, read_to_end
 
 # Headers the DLQ adds; everything else is the message's own and goes back with it.
@@ -60,7 +62,7 @@ def replay_group(settings: Settings) -> str:
 async def replayed_up_to(settings: Settings, topics: list[str]) -> dict[TopicPartition, int]:
     """The replay group's committed offset per DLQ partition (0 where it never replayed)."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
+        **client_options(settings.kafka),
         group_id=replay_group(settings),
         enable_auto_commit=False,
     )
@@ -123,7 +125,7 @@ async def replay(
     marks = await replayed_up_to(settings, topics)
     producer = await services.producer()
     committer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
+        **client_options(settings.kafka),
         group_id=replay_group(settings),
         enable_auto_commit=False,
     )
@@ -137,7 +139,9 @@ async def replay(
                 done: dict[TopicPartition, OffsetAndMetadata] = {}
                 for message in batch:
                     headers = headers_of(message)
-                    origin = headers.get("x-original-topic") or name.removesuffix("-dlq")
+                    # Back to the topic this DLQ belongs to, never to one a header names:
+                    # the parked message's headers are as trustworthy as the message was.
+                    origin = name.removesuffix("-dlq")
                     kept = [
                         (k, v.encode())
                         for k, v in headers.items()

@@ -73,13 +73,17 @@ async def delete_category(db: Any, code: str) -> None:
         raise NotFound(f"no category {code}")
 
 
-async def create_store(db: Any, manager_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+async def create_store(
+    db: Any, manager_id: str, fields: dict[str, Any], quota: int
+) -> dict[str, Any]:
+    """A new PENDING store, unless its manager has ``quota`` stores already (409)."""
     try:
         row = await db.fetchrow(
             f"""WITH s AS (
                   INSERT INTO stores (id, manager_id, name, description, category_code, address,
                                       location)
-                  VALUES ($1, $2, $3, $4, $5, $6, ST_SetSRID(ST_MakePoint($7, $8), 4326))
+                  SELECT $1, $2, $3, $4, $5, $6, ST_SetSRID(ST_MakePoint($7, $8), 4326)
+                  WHERE (SELECT count(*) FROM stores WHERE manager_id = $2) < $9
                   RETURNING *)
                 SELECT {_STORE_COLUMNS} FROM s""",
             uuid.uuid4(),
@@ -90,9 +94,12 @@ async def create_store(db: Any, manager_id: str, fields: dict[str, Any]) -> dict
             fields["address"],
             fields["lon"],
             fields["lat"],
+            quota,
         )
     except asyncpg.ForeignKeyViolationError as exc:
         raise Unprocessable(f"unknown category {fields['category_code']}") from exc
+    if row is None:
+        raise Conflict(f"a manager may have at most {quota} stores")
     return store_row(row)
 
 
@@ -184,11 +191,14 @@ async def search(db: Any, q: str, page: int, size: int) -> tuple[list[dict[str, 
     return [store_row(r) for r in rows], int(total)
 
 
-async def create_menu(db: Any, store_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+async def create_menu(db: Any, store_id: str, fields: dict[str, Any], quota: int) -> dict[str, Any]:
+    """A new menu, unless the store has ``quota`` menus (not deleted) already (409)."""
     row = await db.fetchrow(
         f"""WITH m AS (
               INSERT INTO menus (id, store_id, name, description, price, unlimited)
-              VALUES ($1, $2, $3, $4, $5, $6) RETURNING *)
+              SELECT $1, $2, $3, $4, $5, $6
+              WHERE (SELECT count(*) FROM menus WHERE store_id = $2 AND deleted_at IS NULL) < $7
+              RETURNING *)
             SELECT {_MENU_COLUMNS} FROM m""",
         uuid.uuid4(),
         uuid.UUID(store_id),
@@ -196,7 +206,10 @@ async def create_menu(db: Any, store_id: str, fields: dict[str, Any]) -> dict[st
         fields["description"],
         fields["price"],
         fields["unlimited"],
+        quota,
     )
+    if row is None:
+        raise Conflict(f"a store may have at most {quota} menus")
     return menu_row(row)
 
 

@@ -36,6 +36,7 @@ from eatcloud.settings import Settings
 from eatcloud.streams import records as r
 from eatcloud.streams import topics as t
 from eatcloud.streams.codec import Decoder
+from eatcloud.streams.connect import client_options
 from eatcloud.streams.reading import Progress, partitions_of, read_to_end
 
 TABLES = ("order_view", "order_timeline", "stock_view", "store_sales")
@@ -102,7 +103,7 @@ async def rebuild(services: Services, progress: Progress = lambda *_: None) -> R
 
 async def check_history(settings: Settings, topics: list[str]) -> None:
     """Raise ``HistoryLost`` unless every partition of ``topics`` still starts at offset 0."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
+    consumer = AIOKafkaConsumer(**client_options(settings.kafka))
     await consumer.start()
     try:
         lost = []

@@ -29,7 +29,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, NoReturn, TypeVar
 
@@ -70,6 +70,11 @@ class Handler(Generic[M]):
     key: Callable[[M], str]  # messages of one key run in order
     concurrent: bool = False  # messages of different keys may overlap (slow I/O)
     help: str = ""
+    # A decoder of its own for some input topics (unprefixed name); the others use ``decoder``.
+    decoders: Mapping[str, Decoder[Any]] = field(default_factory=dict)
+
+    def decoder_for(self, topic: str) -> Decoder[Any]:
+        return self.decoders.get(topic, self.decoder)
 
 
 class Sink:
@@ -383,10 +388,11 @@ class Runtime:
                 unit.dead.append((source, value, PoisonMessage("undecodable", str(exc)[:500])))
                 return []
         out = []
+        decoder = handler.decoder_for(topic)
         for n, item in enumerate(items):
             at = _at(source, n, item) if batched else source
             try:
-                out.append((at, handler.decoder(item.value)))
+                out.append((at, decoder(item.value)))
             except PoisonMessage as exc:
                 unit.dead.append((at, item.value, exc))
         return out

@@ -13,6 +13,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from eatcloud.settings import Settings
+from eatcloud.streams.connect import client_options
 
 Progress = Callable[[str, int, int], None]  # (topic, done, total)
 
@@ -41,7 +42,7 @@ async def read_to_end(
     that does not exist yields nothing.
     """
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
+        **client_options(settings.kafka),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )

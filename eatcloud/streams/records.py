@@ -45,11 +45,16 @@ def derived_id(parent: str, tag: str) -> str:
     return hashlib.blake2b(f"{parent}/{tag}".encode(), digest_size=16).hexdigest()
 
 
+def reply_id(command: Any) -> str:
+    """The id of the reply to ``command``: the saga knows it in advance, and takes no other."""
+    return derived_id(command.event_id, "reply")
+
+
 def reply_ids(command: Any) -> dict[str, Any]:
     """The envelope of a participant's reply: the same command always gets the same id, and
     the reply goes to the partition of the saga that sent the command (its store)."""
     return {
-        "event_id": derived_id(command.event_id, "reply"),
+        "event_id": reply_id(command),
         "order_id": command.order_id,
         "store_id": command.store_id,
     }

@@ -20,6 +20,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from eatcloud.settings import Settings
 from eatcloud.streams import topics as t
+from eatcloud.streams.connect import client_options
 
 KEEP_FOREVER = t.KEEP_FOREVER
 EVENT_LOG = t.EVENT_LOG
@@ -46,7 +47,7 @@ async def _describe(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, l
 
 
 def _admin(settings: Settings) -> AIOKafkaAdminClient:
-    return AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    return AIOKafkaAdminClient(**client_options(settings.kafka))
 
 
 async def problems(settings: Settings) -> list[str]:

@@ -89,6 +89,23 @@ async def test_refresh_rotates_and_a_reused_refresh_token_revokes_the_session(ap
     assert me.status_code == 401
 
 
+async def test_a_wrong_refresh_secret_is_refused_without_ending_the_session(api: Api) -> None:
+    # The session id alone (it is in every refresh token, and in logs) must not be a logout
+    # key: only a secret this session really had counts as reuse.
+    account = await api.account()
+    session = account["refresh_token"].partition(".")[0]
+    guess = await api.client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": f"{session}.not-the-secret"}
+    )
+    assert guess.status_code == 401 and "reused" not in str(problem_of(guess)["detail"])
+    me = await api.client.get("/api/v1/auth/me", headers=bearer(account["access_token"]))
+    assert me.status_code == 200
+    rotated = await api.client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": account["refresh_token"]}
+    )
+    assert rotated.status_code == 200, rotated.text
+
+
 async def test_logout_revokes_the_access_and_refresh_tokens_at_once(api: Api) -> None:
     account = await api.account()
     out = await api.client.post("/api/v1/auth/logout", headers=bearer(account["access_token"]))

@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from eatcloud.settings import Settings
-from tests.integration.api_harness import Api, approved_store, bearer, running_api
+from tests.integration.api_harness import Api, api_on, approved_store, bearer, running_api
+from tests.integration.databases import fresh_database
 
 
 @pytest.fixture(scope="module")
@@ -151,3 +152,73 @@ async def test_initial_stock_goes_to_the_outbox_with_the_request_id(api: Api) ->
     assert b'"delta":12' in bytes(row["payload"])
     assert row["headers"]["x-request-id"] == "req-stock-1"
     assert row["headers"]["traceparent"].startswith("00-")
+
+
+async def test_only_an_approved_store_changes_its_menus_and_stock(api: Api) -> None:
+    manager, admin = await api.account("MANAGER"), await api.account("ADMIN")
+    mine, boss = bearer(manager["access_token"]), bearer(admin["access_token"])
+    await api.client.post(
+        "/api/v1/admin/categories", json={"code": "CAFE", "name": "Cafe"}, headers=boss
+    )
+    store = (
+        await api.client.post(
+            "/api/v1/stores",
+            json={"name": "Pending Cafe", "category_code": "CAFE", "lat": 37.5, "lon": 127.0},
+            headers=mine,
+        )
+    ).json()
+    menus = f"/api/v1/stores/{store['id']}/menus"
+    latte = {"name": "Latte", "price": 4_500, "initial_stock": 10}
+    early = await api.client.post(menus, json=latte, headers=mine)
+    assert early.status_code == 409 and "PENDING" in early.json()["detail"], early.text
+
+    await api.client.post(f"/api/v1/admin/stores/{store['id']}/approve", headers=boss)
+    made = await api.client.post(menus, json=latte, headers=mine)
+    assert made.status_code == 201, made.text
+    menu = f"{menus}/{made.json()['id']}"
+
+    await api.client.post(f"/api/v1/admin/stores/{store['id']}/suspend", headers=boss)
+    refused = [
+        await api.client.patch(menu, json={"price": 1}, headers=mine),
+        await api.client.post(f"{menu}/stock", json={"delta": 1000}, headers=mine),
+        await api.client.delete(menu, headers=mine),
+        await api.client.post(menus, json=latte, headers=mine),
+    ]
+    assert [a.status_code for a in refused] == [409] * 4, [a.text for a in refused]
+    assert all("SUSPENDED" in a.json()["detail"] for a in refused)
+
+
+async def test_managers_have_quotas_of_stores_and_menus(settings: Settings) -> None:
+    async with fresh_database(settings) as db:
+        small = db.model_copy(
+            update={
+                "api": db.api.model_copy(update={"stores_per_manager": 2, "menus_per_store": 2})
+            }
+        )
+        async with api_on(small) as api:
+            manager, admin = await api.account("MANAGER"), await api.account("ADMIN")
+            mine = bearer(manager["access_token"])
+            stores = [
+                await approved_store(api, manager, admin, name=f"Q{n}", category="QUOTA")
+                for n in range(2)
+            ]
+            third = await api.client.post(
+                "/api/v1/stores",
+                json={"name": "Q3", "category_code": "QUOTA", "lat": 1, "lon": 1},
+                headers=mine,
+            )
+            assert third.status_code == 409 and "at most 2 stores" in third.text, third.text
+            menus = f"/api/v1/stores/{stores[0]['id']}/menus"
+            answers = [
+                await api.client.post(
+                    menus,
+                    json={"name": f"M{n}", "price": 100},
+                    headers=bearer(manager["access_token"]),
+                )
+                for n in range(3)
+            ]
+            assert [a.status_code for a in answers] == [201, 201, 409], answers[-1].text
+            # A deleted menu frees its place.
+            await api.client.delete(f"{menus}/{answers[0].json()['id']}", headers=mine)
+            again = await api.client.post(menus, json={"name": "M4", "price": 100}, headers=mine)
+            assert again.status_code == 201, again.text

@@ -140,7 +140,7 @@ class Agents:
         """Run the handler of the record's topic on it as one unit and commit its effects."""
         topic, key = t.route(record)
         handler = self.reading[topic]
-        message = handler.decoder(encode(record))
+        message = handler.decoder_for(topic)(encode(record))
         assert handler.key(message) == key, f"{topic} is read by another key than it is sent"
         partition = _partition(key)
         offset = next(self.offsets)
@@ -172,7 +172,7 @@ class Agents:
             partitions.add(partition)
             source = Source(topic, partition, next(self.offsets), key.encode(), {})
             ctx = Context(cast(Unit, _UnitView(unit, writes)), source)
-            _to_the_end(handler.handle(ctx, handler.decoder(encode(record))))
+            _to_the_end(handler.handle(ctx, handler.decoder_for(topic)(encode(record))))
             for where, write in ctx.writes.items():
                 writes[where] = write
         assert len(partitions) <= 1, "a unit's records here come from one partition"

@@ -290,8 +290,8 @@ def test_pods_wait_for_the_schema_that_the_migrations_job_applies(
 
 def test_secrets_come_from_the_chart_or_from_the_operators_secret() -> None:
     generated = render()
-    secret = one(generated, "Secret")
-    again = one(render(), "Secret")
+    secret = one(generated, "Secret", "-api-secrets")
+    again = one(render(), "Secret", "-api-secrets")
     assert weak_secret(secret["stringData"]["EATCLOUD_AUTH__JWT_SECRET"]) is None
     assert len(secret["stringData"]["EATCLOUD_AUTH__JWT_SECRET"]) == 64
     # Without a cluster to look the old one up, each render makes a new one (at install).
@@ -299,15 +299,48 @@ def test_secrets_come_from_the_chart_or_from_the_operators_secret() -> None:
         again["stringData"]["EATCLOUD_AUTH__JWT_SECRET"]
         != secret["stringData"]["EATCLOUD_AUTH__JWT_SECRET"]
     )
-    given = one(render(sets=("secrets.jwtSecret=from-values-" + "x" * 40,)), "Secret")
+    given = one(
+        render(sets=("secrets.jwtSecret=from-values-" + "x" * 40,)), "Secret", "-api-secrets"
+    )
     assert given["stringData"]["EATCLOUD_AUTH__JWT_SECRET"] == "from-values-" + "x" * 40
 
     production = render(*VALUES["production"])
     assert "Secret" not in kinds(production)
-    for _, spec in pod_specs(production):
+    for name, spec in pod_specs(production):
+        for c in spec["containers"]:
+            refs = [e["secretRef"]["name"] for e in c["envFrom"] if "secretRef" in e]
+            api = name.endswith("-api")
+            assert refs == ["eatcloud-credentials"] + ["eatcloud-api-credentials"] * api, name
+
+
+def test_the_signing_key_reaches_the_api_pods_only(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, objects = rendered
+    shared = [
+        o for o in objects if o["kind"] == "Secret" and o["metadata"]["name"].endswith("-secrets")
+    ]
+    for secret in shared:
+        if not secret["metadata"]["name"].endswith("-api-secrets"):
+            assert "EATCLOUD_AUTH__JWT_SECRET" not in secret["stringData"]
+    for name, spec in pod_specs(objects):
         for c in containers(spec):
             refs = [e["secretRef"]["name"] for e in c["envFrom"] if "secretRef" in e]
-            assert refs == ["eatcloud-credentials"]
+            carries_key = any(
+                r.endswith("api-secrets") or r.endswith("api-credentials") for r in refs
+            )
+            assert carries_key == (name.endswith("-api") and c["name"] == "api"), (name, c["name"])
+
+
+def test_pods_run_under_the_default_seccomp_profile_without_an_api_token(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, objects = rendered
+    for name, spec in pod_specs(objects):
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        assert spec["automountServiceAccountToken"] is False, name
+    for account in (o for o in objects if o["kind"] == "ServiceAccount"):
+        assert account["automountServiceAccountToken"] is False
 
 
 def test_monitoring_objects_ship_the_same_rules_and_dashboard_as_compose() -> None:
@@ -324,8 +357,22 @@ def test_monitoring_objects_ship_the_same_rules_and_dashboard_as_compose() -> No
     service_ports = {
         p["name"] for o in objects if o["kind"] == "Service" for p in o["spec"]["ports"]
     }
-    assert {e["port"] for e in monitor["spec"]["endpoints"]} == {"http", "metrics"}
-    assert {"http", "metrics"} <= service_ports
+    assert {e["port"] for e in monitor["spec"]["endpoints"]} == {"metrics"}
+    assert "metrics" in service_ports
+    # The API's metrics are scraped on a port of their own, which its public Service lacks.
+    public = one(objects, "Service", "-api")
+    assert [p["name"] for p in public["spec"]["ports"]] == ["http"]
+    scraped = one(objects, "Service", "-api-metrics")
+    assert scraped["spec"]["clusterIP"] == "None"
+    assert scraped["spec"]["selector"] == public["spec"]["selector"]
+    config = one(objects, "ConfigMap", "-config")["data"]
+    api_ports = {
+        p["name"]: p["containerPort"]
+        for p in one(objects, "Deployment", "-api")["spec"]["template"]["spec"]["containers"][0][
+            "ports"
+        ]
+    }
+    assert int(config["EATCLOUD_API__METRICS_PORT"]) == api_ports["metrics"] != api_ports["http"]
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     mounts = (
         compose["services"]["prometheus"]["volumes"] + compose["services"]["grafana"]["volumes"]
@@ -351,3 +398,36 @@ def test_the_values_schema_refuses_bad_values_by_name(setting: str, complaint: s
     )
     assert done.returncode != 0
     assert complaint in done.stderr, done.stderr
+
+
+def test_network_policies_open_only_the_apis_port_and_metrics_to_prometheus(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, objects = rendered
+    policies = {
+        o["metadata"]["name"].rsplit("-", 1)[-1]: o["spec"]
+        for o in objects
+        if o["kind"] == "NetworkPolicy"
+    }
+    assert set(policies) == {"api", "worker", "migrations"}
+    pods = {name.rsplit("-", 1)[-1]: spec for name, spec in pod_specs(objects)}
+    for component, spec in policies.items():
+        selected = spec["podSelector"]["matchLabels"]
+        assert selected["app.kubernetes.io/component"] == component
+        assert spec["policyTypes"] == ["Ingress"]
+        assert component in pods or component == "migrations"
+    prometheus = [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+    open_, metrics = policies["api"]["ingress"]
+    assert "from" not in open_ and [p["port"] for p in open_["ports"]] == ["http"]
+    assert metrics["from"] == prometheus and [p["port"] for p in metrics["ports"]] == ["metrics"]
+    (worker,) = policies["worker"]["ingress"]
+    assert worker["from"] == prometheus
+    assert {p["port"] for p in worker["ports"]} == {"metrics", "web"}
+    assert policies["migrations"].get("ingress", []) == []
+    # Every port a policy names is one its pods open.
+    for component in ("api", "worker"):
+        named = {p["name"] for c in pods[component]["containers"] for p in c.get("ports", [])}
+        for rule in policies[component]["ingress"]:
+            assert {p["port"] for p in rule["ports"]} <= named, (component, rule)

@@ -38,6 +38,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- .Values.secrets.existingSecret | default (printf "%s-secrets" (include "eatcloud.fullname" .)) -}}
 {{- end -}}
 
+{{/* The API's own Secret: the token signing key, which nothing else mounts. */}}
+{{- define "eatcloud.apiSecretName" -}}
+{{- .Values.secrets.existingApiSecret | default (printf "%s-api-secrets" (include "eatcloud.fullname" .)) -}}
+{{- end -}}
+
 {{/* The settings every EatCloud container reads: the ConfigMap and the Secret. */}}
 {{- define "eatcloud.envFrom" -}}
 - configMapRef:
@@ -49,6 +54,7 @@ app.kubernetes.io/component: {{ .component }}
 {{/* Pod-level settings shared by api, worker and the migrations Job. */}}
 {{- define "eatcloud.podSpecCommon" -}}
 serviceAccountName: {{ include "eatcloud.serviceAccountName" . }}
+automountServiceAccountToken: false
 securityContext:
   {{- toYaml .Values.podSecurityContext | nindent 2 }}
 {{- with .Values.imagePullSecrets }}
