@@ -283,6 +283,8 @@ class ApiSettings(_Group):
     # A request body larger than this is refused (413) before it is parsed. A checkout of the
     # largest cart the API takes is about 10 KiB.
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # No page of a listing or a search starts deeper than this many rows (422).
+    max_page_depth: int = Field(default=1_000, ge=100)
     # Quotas: stores per manager, menus per store (409 past them).
     stores_per_manager: int = Field(default=20, ge=1)
     menus_per_store: int = Field(default=500, ge=1)
@@ -341,6 +343,13 @@ class RateLimitSettings(_Group):
     password_per_minute: float = Field(default=1200.0, gt=0)
     checkout_burst: int = Field(default=10, ge=1)
     checkout_per_minute: float = Field(default=60.0, gt=0)
+    # Per caller: ``?wait=`` long-polls (and at most ``waiting_per_caller`` open at once in an
+    # API process), and store searches.
+    wait_burst: int = Field(default=20, ge=1)
+    wait_per_minute: float = Field(default=120.0, gt=0)
+    waiting_per_caller: int = Field(default=4, ge=1)
+    search_burst: int = Field(default=30, ge=1)
+    search_per_minute: float = Field(default=120.0, gt=0)
 
 
 class StackSettings(_Group):

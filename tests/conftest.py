@@ -19,8 +19,12 @@ from tests.integration.workers import SESSION_PREFIX
 os.environ.setdefault("EATCLOUD_AUTH__JWT_SECRET", secrets.token_urlsafe(48))
 # Every in-process request comes from 127.0.0.1 and the suite signs up and logs in thousands
 # of accounts: the per-address and cluster-wide password limits are the tests' own business
-# (tests/integration/test_password_limits.py sets them low on apps of its own).
-for _limit in ("SIGNUP_BURST", "ADDRESS_LOGIN_BURST", "PASSWORD_BURST"):
+# (tests/integration/test_password_limits.py sets them low on apps of its own), and so are the
+# per-caller limits on long-polls and searches (tests/integration/test_costly_reads.py).
+for _limit in (
+    "SIGNUP_BURST", "ADDRESS_LOGIN_BURST", "PASSWORD_BURST", "WAIT_BURST", "WAITING_PER_CALLER",
+    "SEARCH_BURST",
+):  # fmt: skip
     os.environ.setdefault(f"EATCLOUD_RATE_LIMIT__{_limit}", "1000000")
 
 

@@ -13,6 +13,7 @@ from prometheus_client import start_http_server
 
 from eatcloud.api import auth, catalogue, health, order_views, orders, reviews
 from eatcloud.api.errors import install_error_handlers
+from eatcloud.api.limits import WaitingSlots
 from eatcloud.api.middleware import EdgeGuard, RequestContext
 from eatcloud.api.security import PasswordHashing
 from eatcloud.bootstrap import Services, build
@@ -56,6 +57,7 @@ def create_app(services: Services | None = None) -> FastAPI:
         app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, **about)
     app.state.services = services
     app.state.hashing = PasswordHashing(services.settings.auth)
+    app.state.waiting = WaitingSlots(services.settings.rate_limit.waiting_per_caller)
     app.state.readiness = health.Readiness(
         services, services.settings.api.readiness_cache_seconds,
         services.settings.api.probe_timeout_seconds,

@@ -7,9 +7,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from eatcloud.api.deps import Admin, AppSettings, Caller, Id, Manager, Pool
+from eatcloud.api.deps import Admin, AppSettings, Caller, Id, Manager, Pool, Services
+from eatcloud.api.limits import offset_of
 from eatcloud.api.security import Principal, Role
 from eatcloud.errors import Conflict, NotFound
+from eatcloud.locks import rate_limit
 from eatcloud.observability.context import trace_headers
 from eatcloud.postgres import catalogue as c
 from eatcloud.postgres.outbox import enqueue
@@ -178,10 +180,17 @@ async def nearby(
 async def search(
     db: Pool,
     who: Caller,
+    settings: AppSettings,
+    services: Services,
     q: Annotated[str, Query(min_length=1, max_length=100)],
     page: Annotated[int, Query(ge=1, le=10_000)] = 1,
     size: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> StorePage:
+    offset_of(page, size, settings.api.max_page_depth)
+    limits = settings.rate_limit
+    await rate_limit.take(
+        services.redis(), f"search:{who.user_id}", limits.search_burst, limits.search_per_minute
+    )
     items, total = await c.search(db, q, page, size)
     return StorePage(items=[Store(**i) for i in items], total=total, page=page, size=size)
 

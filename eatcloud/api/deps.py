@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator
 
+from eatcloud.api.limits import WaitingSlots
 from eatcloud.api.security import Authenticator, PasswordHashing, Principal, Role
 from eatcloud.errors import Forbidden, Unauthorized
 from eatcloud.resources import Pool as _Pool
@@ -90,6 +91,11 @@ async def hashing(request: Request) -> PasswordHashing:
     return found
 
 
+async def waiting_slots(request: Request) -> WaitingSlots:
+    found: WaitingSlots = request.app.state.waiting
+    return found
+
+
 def client_address(request: Request, settings: Settings) -> str:
     """The caller's address: the peer's, or, when the peer is one of ``api.trusted_proxies``,
     the last address in X-Forwarded-For that is not a trusted proxy (what a client writes
@@ -118,4 +124,5 @@ async def caller_address(request: Request, found: Annotated[Settings, Depends(se
 
 
 Hashing = Annotated[PasswordHashing, Depends(hashing)]
+Waiting = Annotated[WaitingSlots, Depends(waiting_slots)]
 ClientAddress = Annotated[str, Depends(caller_address)]

@@ -12,9 +12,21 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
 from eatcloud.api.catalogue import Accepted, owned_store
-from eatcloud.api.deps import Admin, Caller, Customer, Id, Manager, Pool
+from eatcloud.api.deps import (
+    Admin,
+    AppSettings,
+    Caller,
+    Customer,
+    Id,
+    Manager,
+    Pool,
+    Services,
+    Waiting,
+)
+from eatcloud.api.limits import offset_of
 from eatcloud.api.security import Principal, Role
 from eatcloud.errors import NotFound
+from eatcloud.locks import rate_limit
 from eatcloud.observability import context
 from eatcloud.observability.context import trace_headers
 from eatcloud.postgres import read_models as rm
@@ -110,6 +122,9 @@ async def get_order(
     response: Response,
     db: Pool,
     who: Caller,
+    settings: AppSettings,
+    services: Services,
+    waiting: Waiting,
     wait: Annotated[
         Status | None, Query(description="long-poll until this status (or an end)")
     ] = None,
@@ -119,11 +134,16 @@ async def get_order(
     order = await _visible(db, order_id, who)
     if wait is None:
         return order
+    limits = settings.rate_limit
+    await rate_limit.take(
+        services.redis(), f"wait:{who.user_id}", limits.wait_burst, limits.wait_per_minute
+    )
     deadline, pause = time.monotonic() + timeout, 0.05
-    while not _reached(order["status"], wait) and time.monotonic() < deadline:
-        await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-        pause = min(pause * 1.5, 0.5)
-        order = await _visible(db, order_id, who)
+    async with waiting.slot(who.user_id):
+        while not _reached(order["status"], wait) and time.monotonic() < deadline:
+            await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 1.5, 0.5)
+            order = await _visible(db, order_id, who)
     if not _reached(order["status"], wait):
         response.headers["X-Wait-Timed-Out"] = "true"
     return order
@@ -141,9 +161,10 @@ Size = Annotated[int, Query(ge=1, le=100)]
 
 @router.get("/orders", response_model=list[OrderView], summary="The caller's orders")
 async def my_orders(
-    db: Pool, who: Customer, page: Page = 1, size: Size = 20
+    db: Pool, who: Customer, settings: AppSettings, page: Page = 1, size: Size = 20
 ) -> list[dict[str, Any]]:
-    return await rm.orders_where(db, customer_id=who.user_id, limit=size, offset=(page - 1) * size)
+    offset = offset_of(page, size, settings.api.max_page_depth)
+    return await rm.orders_where(db, customer_id=who.user_id, limit=size, offset=offset)
 
 
 @router.get("/stores/{store_id}/orders", response_model=list[OrderView])
@@ -151,20 +172,21 @@ async def store_orders(
     store_id: Id,
     db: Pool,
     who: Manager,
+    settings: AppSettings,
     status: Status | None = None,
     page: Page = 1,
     size: Size = 20,
 ) -> list[dict[str, Any]]:
     await owned_store(db, store_id, who)
-    return await rm.orders_where(
-        db, store_id=store_id, status=status, limit=size, offset=(page - 1) * size
-    )
+    offset = offset_of(page, size, settings.api.max_page_depth)
+    return await rm.orders_where(db, store_id=store_id, status=status, limit=size, offset=offset)
 
 
 @router.get("/admin/orders", response_model=list[OrderView], summary="Search every order")
 async def admin_orders(
     db: Pool,
     who: Admin,
+    settings: AppSettings,
     status: Status | None = None,
     customer_id: str | None = None,
     store_id: Id | None = None,
@@ -177,7 +199,7 @@ async def admin_orders(
         store_id=store_id,
         status=status,
         limit=size,
-        offset=(page - 1) * size,
+        offset=offset_of(page, size, settings.api.max_page_depth),
     )
 
 
