@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body
@@ -11,8 +12,15 @@ from eatcloud.api.deps import AppSettings, Auth, Caller, ClientAddress, Hashing,
 from eatcloud.api.security import Role
 from eatcloud.errors import NotFound, Unauthorized, Unprocessable
 from eatcloud.locks import rate_limit
-from eatcloud.postgres.users import create_user, replace_password_hash, user_by_email, user_by_id
+from eatcloud.postgres.users import (
+    EmailTaken,
+    create_user,
+    replace_password_hash,
+    user_by_email,
+    user_by_id,
+)
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 Email = Annotated[str, Field(pattern=r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,63}$", max_length=254)]
@@ -53,7 +61,16 @@ class UserPublic(_Schema):
     role: Role
 
 
-@router.post("/signup", status_code=201, response_model=UserPublic, summary="Create an account")
+class SignupAnswer(_Schema):
+    """The same whether the e-mail was new or already registered (no account list to mine):
+    log in, then ``GET /auth/me`` for the account's id."""
+
+    email: str
+    name: str
+    role: Role
+
+
+@router.post("/signup", status_code=201, response_model=SignupAnswer, summary="Create an account")
 async def signup(
     body: SignupRequest,
     db: Pool,
@@ -61,7 +78,7 @@ async def signup(
     services: Services,
     hashing: Hashing,
     address: ClientAddress,
-) -> UserPublic:
+) -> SignupAnswer:
     if len(body.password) < settings.auth.password_min_length:
         raise Unprocessable(
             f"the password needs at least {settings.auth.password_min_length} characters"
@@ -69,10 +86,16 @@ async def signup(
     limits, redis = settings.rate_limit, services.redis()
     await rate_limit.take(redis, f"signup:{address}", limits.signup_burst, limits.signup_per_minute)
     await rate_limit.take(redis, "passwords", limits.password_burst, limits.password_per_minute)
-    user = await create_user(
-        db, body.email, await hashing.hash(body.password), body.role, body.name
-    )
-    return UserPublic(id=user.id, email=user.email, name=user.name, role=Role(user.role))
+    # The password is hashed either way: a taken e-mail costs the same time as a new one.
+    password_hash = await hashing.hash(body.password)
+    try:
+        await create_user(db, body.email, password_hash, body.role, body.name)
+    except EmailTaken:
+        # Nothing changes for the account that has it, and the caller learns nothing: the same
+        # answer as a new account's. (Its owner logs in as before; the caller's password
+        # simply does not work.)
+        log.info("signup for an e-mail that is registered already; nothing changed")
+    return SignupAnswer(email=body.email.lower(), name=body.name, role=Role(body.role))
 
 
 @router.post(
