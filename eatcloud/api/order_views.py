@@ -25,7 +25,7 @@ from eatcloud.api.deps import (
 )
 from eatcloud.api.limits import offset_of
 from eatcloud.api.security import Principal, Role
-from eatcloud.errors import NotFound
+from eatcloud.errors import Conflict, NotFound
 from eatcloud.locks import rate_limit
 from eatcloud.observability import context
 from eatcloud.observability.context import trace_headers
@@ -203,6 +203,27 @@ async def admin_orders(
     )
 
 
+# How far an order has come (statuses only move forward), and the furthest an action may find
+# it at. Where the read model shows an order already past that, the action is refused at once
+# (409 naming the status) instead of a 202 the saga would silently ignore; where it shows the
+# order short of it, the read model may lag the saga, which stays the judge.
+_STAGE = {"PENDING": 1, "PAID": 2, "ACCEPTED": 3, "COMPLETED": 4, "CANCELLED": 4, "REJECTED": 4}
+_LATEST = {"accept": 2, "complete": 3, "cancel by the customer": 2, "cancel": 3}
+
+
+class TooLate(Conflict):
+    slug = "order-state"
+
+    def __init__(self, action: str, status: str) -> None:
+        super().__init__(f"the order is {status}: too late to {action} it")
+        self.extensions = {"order_status": status}
+
+
+def _still_possible(order: dict[str, Any], action: str) -> None:
+    if _STAGE[order["status"]] > _LATEST[action]:
+        raise TooLate(action.removesuffix(" by the customer"), order["status"])
+
+
 async def _send(db: Pool, command: r.Record) -> Accepted:
     async with db.acquire() as conn, conn.transaction():
         await enqueue(conn, command, aggregate_type="order", headers=trace_headers())
@@ -214,9 +235,11 @@ async def _send(db: Pool, command: r.Record) -> Accepted:
     status_code=202,
     response_model=Accepted,
     summary="Cancel my order (allowed until the store accepts it)",
+    responses={409: {"description": "the order is accepted or over already (its status)"}},
 )
 async def cancel_mine(order_id: Id, body: CancelIn, db: Pool, who: Customer) -> Accepted:
     order = await _visible(db, order_id, who)
+    _still_possible(order, "cancel by the customer")
     return await _send(
         db,
         r.CancelOrder(
@@ -233,6 +256,7 @@ async def cancel_mine(order_id: Id, body: CancelIn, db: Pool, who: Customer) -> 
     status_code=202,
     response_model=Accepted,
     summary="The store accepts, completes or cancels an order",
+    responses={409: {"description": "the order is past the action already (its status)"}},
 )
 async def store_action(
     store_id: Id,
@@ -246,6 +270,7 @@ async def store_action(
     order = await _visible(db, order_id, who)
     if order["store_id"] != store_id:
         raise NotFound("no such order in this store")
+    _still_possible(order, action)
     command: r.Record
     if action == "accept":
         command = r.AcceptOrder(order_id=order_id, store_id=store_id)
@@ -259,9 +284,15 @@ async def store_action(
     return await _send(db, command)
 
 
-@router.post("/admin/orders/{order_id}/cancel", status_code=202, response_model=Accepted)
+@router.post(
+    "/admin/orders/{order_id}/cancel",
+    status_code=202,
+    response_model=Accepted,
+    responses={409: {"description": "the order is over already (its status)"}},
+)
 async def admin_cancel(order_id: Id, body: CancelIn, db: Pool, who: Admin) -> Accepted:
     order = await _visible(db, order_id, who)
+    _still_possible(order, "cancel")
     return await _send(
         db,
         r.CancelOrder(
