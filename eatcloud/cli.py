@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
@@ -575,24 +576,53 @@ def run() -> None:
     say("stopped")
 
 
+def _command() -> str:
+    """How to run this command from here: ``eatcloud`` when that is what the PATH finds, else
+    its path (``.venv/bin/eatcloud`` after ``make install``)."""
+    here = Path(sys.executable).parent / "eatcloud"
+    on_path = shutil.which("eatcloud")
+    if on_path and Path(on_path).resolve() == here.resolve():
+        return "eatcloud"
+    try:
+        return str(here.relative_to(Path.cwd()))
+    except ValueError:
+        return str(here)
+
+
+def endpoint_rows(settings: Settings) -> list[tuple[str, str]]:
+    """What ``eatcloud run`` prints once everything is up: where things are, what to run next."""
+    api = f"http://{settings.api.host}:{settings.api.port}"
+    worker_web = f"http://{settings.worker.web_host}:{settings.worker.web_port}"
+    metrics_port = settings.api.metrics_port
+    api_metrics = (
+        f"http://{settings.api.host}:{metrics_port}/metrics" if metrics_port else f"{api}/metrics"
+    )
+    worker_metrics = f"http://{settings.worker.web_host}:{settings.worker.metrics_port}/metrics"
+    cmd = _command()
+    rows = [("API", api)]
+    if settings.api.docs_enabled:
+        rows.append(("API docs (OpenAPI)", f"{api}/docs"))
+    rows += [
+        ("readiness", f"{api}/health/ready"),
+        ("worker readiness", f"{worker_web}/health/ready"),
+        ("API metrics (Prometheus)", api_metrics),
+        ("worker metrics (Prometheus)", worker_metrics),
+        ("the first admin (approves stores)", f"{cmd} users create-admin --email you@example.com"),
+        ("a demo scenario (another terminal)", f"{cmd} demo"),
+        ("analytics (live, per store)", f"{cmd} analytics watch"),
+        ("Grafana, Prometheus", "docker compose only: http://localhost:3000, :9090"),
+        ("Kafka", settings.kafka.bootstrap_servers),
+        ("PostgreSQL", settings.postgres.safe_dsn()),
+        ("Redis", f"{settings.redis.host}:{settings.redis.port}"),
+        ("Kinesis emulator", str(settings.kinesis.endpoint_url)),
+    ]
+    return rows
+
+
 def _print_endpoints(settings: Settings) -> None:
     table = Table("what", "where", title="EatCloud is running (Ctrl-C stops it)")
-    api = f"http://{settings.api.host}:{settings.api.port}"
-    table.add_row("API", api)
-    table.add_row("API docs (OpenAPI)", f"{api}/docs")
-    table.add_row("readiness", f"{api}/health/ready")
-    worker_web = f"http://{settings.worker.web_host}:{settings.worker.web_port}"
-    table.add_row("worker readiness", f"{worker_web}/health/ready")
-    table.add_row("API metrics (Prometheus)", f"{api}/metrics")
-    worker_metrics = f"http://{settings.worker.web_host}:{settings.worker.metrics_port}/metrics"
-    table.add_row("worker metrics (Prometheus)", worker_metrics)
-    table.add_row("analytics (live, per store)", "eatcloud analytics watch")
-    table.add_row("a demo scenario (another terminal)", "eatcloud demo")
-    table.add_row("Grafana, Prometheus", "docker compose only: http://localhost:3000, :9090")
-    table.add_row("Kafka", settings.kafka.bootstrap_servers)
-    table.add_row("PostgreSQL", settings.postgres.safe_dsn())
-    table.add_row("Redis", f"{settings.redis.host}:{settings.redis.port}")
-    table.add_row("Kinesis emulator", str(settings.kinesis.endpoint_url))
+    for what, where in endpoint_rows(settings):
+        table.add_row(what, where)
     console.print(table)
 
 

@@ -41,6 +41,7 @@ from eatcloud.streams import records as r
 from eatcloud.streams import topics as t
 from eatcloud.streams.codec import Decoder, encode
 from eatcloud.tables import Tables, scoped
+from tests import replies
 
 # Port 1 refuses at once: a send that escapes the recorders can never reach the local broker.
 NO_BROKER = "127.0.0.1:1"
@@ -95,6 +96,13 @@ class Outbox:
 
     sent: list[Sent] = field(default_factory=list)
     writes: list[Write] = field(default_factory=list)
+    # Every command sent to a participant, as (its reply's id, its type), oldest first: a reply
+    # a test delivers answers the newest of its kind (``tests.replies``).
+    asked: list[tuple[str, str]] = field(default_factory=list)
+
+    def note(self, sent: Sent) -> None:
+        if sent.topic in (t.PAYMENT_COMMANDS, t.POINTS_COMMANDS, t.STOCK_COMMANDS):
+            self.asked.append((r.reply_id(sent.record), sent.type))
 
     def take(self) -> list[Sent]:
         """The messages sent since the last ``take``."""
@@ -147,8 +155,10 @@ class _RecordingSink:
                     item_headers += [(k, v.encode()) for k, v in item.headers.items()]
                     routed = t.route(record)[1].encode()
                     self.outbox.sent.append(Sent(name, routed, item.value, tuple(item_headers)))
+                    self.outbox.note(self.outbox.sent[-1])
             else:
                 self.outbox.sent.append(Sent(name, key or b"", value or b"", tuple(headers or ())))
+                self.outbox.note(self.outbox.sent[-1])
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done
@@ -261,6 +271,7 @@ class Harness:
         None) need ``topic`` and ``key``.
         """
         if isinstance(message, BaseModel):
+            message = replies.answering(message, self.outbox.asked)
             routed_topic, routed_key = t.route(message)
             topic, key = topic or routed_topic, key if key is not None else routed_key
             value: bytes | None = encode(message)

@@ -16,6 +16,7 @@ from eatcloud.domain.saga import (
     decide,
 )
 from eatcloud.streams import records as r
+from tests import replies
 
 T0 = 1_000.0
 POLICY = SagaPolicy(
@@ -65,34 +66,15 @@ def happy_replies(placed: r.PlaceOrder) -> list[r.Reply | r.AcceptOrder | r.Comp
     return replies
 
 
-# Which command each reply answers (by type), and every command the saga under test sent, by
-# the id its reply must carry: a reply written here without an id answers the newest command
-# of its kind that this saga sent (``answering``), as a participant's reply would.
-_ANSWERS: dict[str, str] = {
-    "PointsReserved": "ReservePoints", "PointsRejected": "ReservePoints",
-    "PointsDeducted": "DeductPoints", "PointsReleased": "ReleasePoints",
-    "StockReserved": "ReserveStock", "StockRejected": "ReserveStock",
-    "StockCommitted": "CommitStock", "StockCommitRejected": "CommitStock",
-    "StockReleased": "ReleaseStock",
-    "PaymentAuthorized": "AuthorizePayment", "PaymentDeclined": "AuthorizePayment",
-    "PaymentVoided": "VoidPayment", "PaymentRefunded": "RefundPayment",
-}  # fmt: skip
+# Every command the saga under test sent, by the id its reply must carry: a reply written here
+# without an id answers the newest command of its kind that this saga sent.
 _SENT: dict[str, str] = {}  # reply id -> the type of the command it answers
 
 
 def answering(state: SagaState | None, message: r.Record) -> r.Record:
-    if (
-        not isinstance(message, r.Reply)
-        or "event_id" in message.model_fields_set
-        or state is None
-        or not state.expected
-    ):
+    if state is None or not state.expected:
         return message
-    wanted = _ANSWERS[message.type]  # type: ignore[attr-defined]  # every reply has its type
-    for reply_id in reversed(state.expected):
-        if _SENT.get(reply_id) == wanted:
-            return message.model_copy(update={"event_id": reply_id})
-    return message
+    return replies.answering(message, [(i, _SENT[i]) for i in state.expected if i in _SENT])
 
 
 def feed(state: SagaState | None, message: r.Record, now: float = T0) -> Decision:
