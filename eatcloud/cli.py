@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
@@ -566,7 +567,9 @@ def run() -> None:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    _print_endpoints(settings)
+    # The table comes last, once the API and the worker answer ready: after their start-up
+    # lines, not buried under them.
+    when_ready(ready_urls(settings), lambda late: _print_endpoints(settings, late))
     try:
         outcome = supervisor.run()
     finally:
@@ -619,8 +622,56 @@ def endpoint_rows(settings: Settings) -> list[tuple[str, str]]:
     return rows
 
 
-def _print_endpoints(settings: Settings) -> None:
-    table = Table("what", "where", title="EatCloud is running (Ctrl-C stops it)")
+def ready_urls(settings: Settings) -> list[str]:
+    """The readiness probes of the API and of the worker."""
+    return [
+        f"http://{settings.api.host}:{settings.api.port}/health/ready",
+        f"http://{settings.worker.web_host}:{settings.worker.web_port}/health/ready",
+    ]
+
+
+def _answers_ready(url: str) -> bool:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except urllib.error.HTTPError as answered:  # 503: starting, or a dependency is down
+        answered.close()
+        return False
+    except OSError:  # nothing listens yet (URLError is an OSError)
+        return False
+
+
+def when_ready(
+    urls: list[str],
+    then: Callable[[list[str]], None],
+    *,
+    timeout: float = 180.0,
+    interval: float = 0.5,
+) -> threading.Thread:
+    """Call ``then([])`` from a daemon thread once every URL answers 200, or, after
+    ``timeout`` seconds, ``then(the URLs still not ready)``."""
+
+    def wait() -> None:
+        pending, deadline = list(urls), time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            pending = [url for url in pending if not _answers_ready(url)]
+            if pending:
+                time.sleep(interval)
+        then(pending)
+
+    thread = threading.Thread(target=wait, name="when-ready", daemon=True)
+    thread.start()
+    return thread
+
+
+def _print_endpoints(settings: Settings, late: list[str]) -> None:
+    title = "EatCloud is running (Ctrl-C stops it)"
+    if late:
+        title = f"EatCloud started, not ready yet: {', '.join(late)} (Ctrl-C stops it)"
+    table = Table("what", "where", title=title)
     for what, where in endpoint_rows(settings):
         table.add_row(what, where)
     console.print(table)

@@ -371,8 +371,9 @@ class Settings(BaseSettings):
 
     env: Literal["dev", "test", "prod"] = "dev"
     log_level: str = "INFO"
-    # json: one JSON object per line (production, log shippers); text: for a terminal.
-    log_format: Literal["json", "text"] = "json"
+    # json: one JSON object per line (production, log shippers); text: short lines for a
+    # person; auto: text when the process writes its logs to a terminal, json otherwise.
+    log_format: Literal["auto", "json", "text"] = "auto"
     kafka: KafkaSettings = KafkaSettings()
     worker: WorkerSettings = WorkerSettings()
     saga: SagaSettings = SagaSettings()

@@ -1,4 +1,6 @@
-"""Log lines as JSON (ts, level, logger, msg, request_id, trace_id, order_id), one per line.
+"""Log lines as JSON (ts, level, logger, msg, request_id, trace_id, order_id), one per line,
+or short lines for a person reading a terminal (``log_format``: json, text, or auto = text when
+standard error is a terminal, JSON otherwise: what a log shipper or a test reads).
 
 The ids come from the context of the work in progress (``observability.context``): an HTTP
 request, or the Kafka message an agent is handling. The same dictConfig serves uvicorn (the
@@ -12,12 +14,13 @@ thousands of times a second (a worker wrote 59 MB in 35 s).
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, TextIO
 
 from eatcloud.observability import context
 from eatcloud.settings import Settings
@@ -143,6 +146,36 @@ def _sweep(throttle: weakref.ReferenceType[Throttle]) -> None:
         time.sleep(pause)
 
 
+class ShortText(logging.Formatter):
+    """``07:14:26 INFO  eatcloud.agents.relay: published 12 rows  order_id=...``: the time of
+    day, the level, the logger and the message, then the request and order ids that are set
+    (the trace id, 32 hex digits on every line, is left to the JSON format)."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-5s %(name)s: %(message)s", "%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        ids = [
+            f"{name}={value}"
+            for name in ("request_id", "order_id")
+            if (value := getattr(record, name, None))
+        ]
+        return f"{line}  {' '.join(ids)}" if ids else line
+
+
+def log_format(settings: Settings, stream: TextIO | None = None) -> Literal["json", "text"]:
+    """The format the settings ask for; for ``auto``, text when ``stream`` (standard error)
+    is a terminal, JSON otherwise."""
+    if settings.log_format != "auto":
+        return settings.log_format
+    stream = sys.stderr if stream is None else stream
+    try:
+        return "text" if stream.isatty() else "json"
+    except (AttributeError, ValueError):  # a replaced or closed stream: not a terminal
+        return "json"
+
+
 def logging_config(settings: Settings) -> dict[str, Any]:
     """A ``logging.config.dictConfig`` for every EatCloud process."""
     formatters: dict[str, Any] = {
@@ -157,10 +190,7 @@ def logging_config(settings: Settings) -> dict[str, Any]:
                 "message": "msg",
             },
         },
-        "text": {
-            "format": "%(asctime)s %(levelname)s %(name)s: %(message)s "
-            "[request_id=%(request_id)s trace_id=%(trace_id)s order_id=%(order_id)s]",
-        },
+        "text": {"()": ShortText},
     }
     return {
         "version": 1,
@@ -171,7 +201,7 @@ def logging_config(settings: Settings) -> dict[str, Any]:
             "default": {
                 "class": "logging.StreamHandler",
                 "stream": "ext://sys.stderr",
-                "formatter": settings.log_format,
+                "formatter": log_format(settings),
                 "filters": ["throttle", "context"],
             }
         },

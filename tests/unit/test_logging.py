@@ -9,7 +9,7 @@ import logging.config
 import orjson
 
 from eatcloud.observability import context
-from eatcloud.observability.logging import logging_config
+from eatcloud.observability.logging import log_format, logging_config
 from eatcloud.settings import Settings
 
 
@@ -24,7 +24,7 @@ def _capture(settings: Settings) -> tuple[logging.Logger, io.StringIO]:
 
 
 def test_a_log_line_is_json_with_request_trace_and_order_ids() -> None:
-    logger, stream = _capture(Settings())
+    logger, stream = _capture(Settings(log_format="json"))
     rid = context.request_id.set("req-42")
     oid = context.order_id.set("order-7")
     trace = context.start_trace(
@@ -45,7 +45,7 @@ def test_a_log_line_is_json_with_request_trace_and_order_ids() -> None:
 
 
 def test_outside_any_request_the_ids_are_null_and_a_bad_traceparent_is_ignored() -> None:
-    logger, stream = _capture(Settings())
+    logger, stream = _capture(Settings(log_format="json"))
     trace = context.start_trace({"traceparent": "garbage"})
     try:
         logger.warning("no context")
@@ -55,3 +55,30 @@ def test_outside_any_request_the_ids_are_null_and_a_bad_traceparent_is_ignored()
     line = orjson.loads(stream.getvalue().splitlines()[-1])
     assert line["request_id"] is None and line["order_id"] is None
     assert fresh is not None and len(fresh) == 32  # a new trace was started instead
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_auto_format_is_short_text_on_a_terminal_and_json_otherwise() -> None:
+    auto = Settings(log_format="auto")
+    assert log_format(auto, _Terminal()) == "text"
+    assert log_format(auto, io.StringIO()) == "json"
+    assert log_format(Settings(log_format="json"), _Terminal()) == "json"
+    assert log_format(Settings(log_format="text"), io.StringIO()) == "text"
+
+
+def test_a_text_line_is_short_and_names_only_the_ids_that_are_set() -> None:
+    logger, stream = _capture(Settings(log_format="text"))
+    oid = context.order_id.set("order-7")
+    try:
+        logger.info("paid")
+    finally:
+        context.order_id.reset(oid)
+    logger.info("idle")
+    paid, idle = stream.getvalue().splitlines()[-2:]
+    assert paid.endswith("INFO  eatcloud.test.log: paid  order_id=order-7")
+    assert idle.endswith("INFO  eatcloud.test.log: idle")
+    assert len(paid.split(" ", 1)[0]) == len("07:14:26")  # the time of day, no date

@@ -3,9 +3,12 @@ next commands from here, how to get the first admin, and where the metrics reall
 
 from __future__ import annotations
 
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
 from click.testing import CliRunner
 
-from eatcloud.cli import endpoint_rows, main
+from eatcloud.cli import endpoint_rows, main, ready_urls, when_ready
 from eatcloud.settings import ApiSettings, Settings
 
 
@@ -37,3 +40,39 @@ def test_metrics_and_docs_rows_follow_the_settings() -> None:
     assert rows["API metrics (Prometheus)"] == "http://127.0.0.1:9102/metrics"
     assert "API docs (OpenAPI)" not in rows
     assert dict(endpoint_rows(Settings()))["API metrics (Prometheus)"].endswith(":8000/metrics")
+
+
+def _server(status: int) -> tuple[HTTPServer, str]:
+    class Probe(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Probe)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/health/ready"
+
+
+def test_the_table_waits_for_every_probe_to_answer_ready() -> None:
+    ready, ready_url = _server(200)
+    starting, starting_url = _server(503)
+    calls: list[list[str]] = []
+    try:
+        thread = when_ready([ready_url, starting_url], calls.append, timeout=0.6, interval=0.05)
+        thread.join(5)
+        assert calls == [[starting_url]]  # printed late, naming the one still not ready
+        calls.clear()
+        when_ready([ready_url], calls.append, timeout=5, interval=0.05).join(5)
+        assert calls == [[]]
+    finally:
+        for server in (ready, starting):
+            server.shutdown()
+            server.server_close()
+
+
+def test_the_probes_are_the_api_and_the_worker_readiness() -> None:
+    urls = ready_urls(Settings())
+    assert urls == ["http://127.0.0.1:8000/health/ready", "http://127.0.0.1:6066/health/ready"]
