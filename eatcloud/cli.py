@@ -164,7 +164,7 @@ def projections() -> None:
 @projections.command("rebuild")
 @click.option("--yes", is_flag=True, help="do not ask for confirmation")
 def projections_rebuild(yes: bool) -> None:
-    """Rebuild the read models from order-events and stock-events (from offset 0), into
+    """Rebuild the read models from the event topics (from offset 0), into
     shadow tables swapped in at once; refused when the log has lost its oldest events."""
     import asyncio
 
@@ -191,7 +191,7 @@ def topics() -> None:
 
 @topics.command("keep-history")
 def topics_keep_history() -> None:
-    """Make order-events and stock-events keep every event (retention.ms=-1,
+    """Make the event topics (order-, stock- and points-events) keep every event (retention.ms=-1,
     retention.bytes=-1, cleanup.policy=delete), keeping their other settings. Workers refuse
     to run until they do."""
     import asyncio

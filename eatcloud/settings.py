@@ -165,6 +165,9 @@ class SagaSettings(_Group):
     timer_interval_seconds: float = Field(default=1.0, gt=0)
     # A finished saga stays this long (late replies still find it), then leaves the table.
     retention_seconds: float = Field(default=3600.0, gt=0)
+    # Points a completed order earns, in hundredths of a percent of the amount paid
+    # (100 = 1 %: 1 point per 100 minor units); 0 turns earning off.
+    points_earn_bp: int = Field(default=100, ge=0, le=10_000)
 
 
 class PaymentSettings(_Group):

@@ -68,6 +68,7 @@ def policy_from(settings: Settings) -> SagaPolicy:
         step_attempts=saga.step_attempts,
         accept_timeout=saga.accept_timeout_seconds,
         compensation_retry=saga.compensation_retry_seconds,
+        points_earn_bp=saga.points_earn_bp,
     )
 
 

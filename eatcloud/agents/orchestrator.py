@@ -35,7 +35,7 @@ from typing import Any
 from eatcloud.agents import stock
 from eatcloud.agents.schedule import Schedule, timers_may_run
 from eatcloud.agents.stock import Stock
-from eatcloud.domain.saga import SagaPolicy, SagaState, Step, decide
+from eatcloud.domain.saga import OrderStatus, SagaPolicy, SagaState, Step, decide
 from eatcloud.errors import PoisonMessage
 from eatcloud.observability.metrics import metrics
 from eatcloud.resources import Clock
@@ -184,7 +184,9 @@ def _forget(saga: Orchestrator, ctx: Context, timeout: r.Timeout, state: SagaSta
             event_id=r.derived_id(timeout.event_id, "payment"), order_id=order_id, store_id=store_id
         )
     ]
-    if state.order.points > 0:
+    # An order has a points record if it held points, or if it completed (it earned some:
+    # whether it did depends on the earning rate of that moment; forgetting nothing is a no-op).
+    if state.order.points > 0 or state.status is OrderStatus.COMPLETED:
         forget.append(
             r.ForgetPoints(
                 event_id=r.derived_id(timeout.event_id, "points"),

@@ -1,9 +1,14 @@
 """The points handler: one customer's points per key; one hold record per order.
 
-Reserve, deduct and release are idempotent per order through the hold record; a release
-touches only that order's hold. ``AdjustPoints`` grants or removes points outside orders and
-is recognised by its event_id when delivered twice. ``ForgetPoints``, sent by the saga when
-it deletes a finished order after its retention, deletes the order's hold.
+Reserve, deduct, release and earn are idempotent per order through the hold record; a
+release touches only that order's hold. ``AdjustPoints`` grants or removes points outside
+orders and is recognised by its event_id when delivered twice. ``ForgetPoints``, sent by the
+saga when it deletes a finished order after its retention, deletes the order's hold.
+
+Every change of a customer's points is told on ``points-events`` (``PointsChanged``: what
+changed and the whole account after it, with the account's version), which the points
+projection turns into the customer's wallet (``GET /me/points``). The event is sent in the same
+unit as the table write; its id is derived from the command's, so a redelivery is a duplicate.
 """
 
 from __future__ import annotations
@@ -31,28 +36,75 @@ class Points:
     accounts: OwnedRecords[PointsEntry, Hold]
 
 
+def _told(
+    ctx: Context,
+    command: Any,
+    entry: PointsEntry,
+    change: r.PointsChange,
+    before: points.PointsAccount,
+    reason: str = "",
+) -> PointsEntry:
+    """``entry`` one version on, and its ``PointsChanged`` sent."""
+    after = entry.account
+    entry = entry.model_copy(update={"version": entry.version + 1})
+    ctx.send(
+        r.PointsChanged(
+            event_id=r.derived_id(command.event_id, "points"),
+            occurred_at=command.occurred_at,
+            customer_id=command.customer_id,
+            change=change,
+            delta=after.balance - before.balance,
+            held_delta=after.held - before.held,
+            balance=after.balance,
+            held=after.held,
+            version=entry.version,
+            order_id=getattr(command, "order_id", ""),
+            reason=reason[:200],
+        )
+    )
+    return entry
+
+
+def _adjust(ctx: Context, command: r.AdjustPoints, entry: PointsEntry) -> PointsEntry:
+    """An admin's grant or take-back applied (or refused: a take-back may not leave less
+    than is held), and told."""
+    before = entry.account
+    adjusted = points.adjust(before, command.delta)
+    if adjusted is None:
+        log.warning("customer %s: points adjust refused", command.customer_id)
+        reason = f"{command.reason} (refused: {command.delta} would leave less than is held)"
+        return _told(ctx, command, entry, r.PointsChange.REFUSED, before, reason)
+    if command.delta == 0:
+        return entry
+    change = r.PointsChange.GRANTED if command.delta > 0 else r.PointsChange.TAKEN
+    entry = entry.model_copy(update={"account": adjusted})
+    return _told(ctx, command, entry, change, before, command.reason)
+
+
 async def handle(pts: Points, ctx: Context, command: Any) -> None:
     customer = command.customer_id
     entry = pts.accounts.load(ctx, customer)
     if isinstance(command, r.AdjustPoints):
-        if pts.accounts.adjusted(ctx, customer, entry, command.event_id):
-            return
-        adjusted = points.adjust(entry.account, command.delta)
-        if adjusted is None:
-            log.warning("customer %s: points adjust refused", customer)
-            adjusted = entry.account
-        changed = entry.model_copy(update={"account": adjusted})
-        pts.accounts.save_adjusted(ctx, customer, changed, command.event_id)
+        if not pts.accounts.adjusted(ctx, customer, entry, command.event_id):
+            pts.accounts.save_adjusted(
+                ctx, customer, _adjust(ctx, command, entry), command.event_id
+            )
         return
     if isinstance(command, r.ForgetPoints):  # the saga is gone: so goes its hold
         pts.accounts.forget(ctx, customer, command.order_id)
         return
     hold = pts.accounts.record(ctx, customer, command.order_id)
-    outcome = points.apply(entry.account, hold, command)
+    if isinstance(command, r.EarnPoints):
+        outcome = points.earn(entry.account, hold, command.amount)
+    else:
+        outcome = points.apply(entry.account, hold, command)
     if outcome.hold is not None or outcome.account is not entry.account:
         changed = entry.model_copy(update={"account": outcome.account})
+        if (change := points.change(command, entry.account, outcome)) is not None:
+            changed = _told(ctx, command, changed, change, entry.account)
         pts.accounts.save(ctx, customer, changed, command.order_id, outcome.hold)
-    ctx.send(points.reply_for(command, outcome.hold or hold))
+    if not isinstance(command, r.EarnPoints):  # the saga has ended: nobody waits for a reply
+        ctx.send(points.reply_for(command, outcome.hold or hold))
 
 
 def handler(pts: Points) -> Handler[Any]:
@@ -62,5 +114,5 @@ def handler(pts: Points) -> Handler[Any]:
         decoder=COMMANDS,
         handle=functools.partial(handle, pts),
         key=lambda command: command.customer_id,
-        help="Reserves, deducts and releases customers' points.",
+        help="Reserves, deducts, releases and credits customers' points; tells points-events.",
     )

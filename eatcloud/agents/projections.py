@@ -1,4 +1,5 @@
-"""Projections: order-events and stock-events -> the PostgreSQL read models and the stock gate.
+"""Projections: order-events, stock-events and points-events -> the PostgreSQL read models
+(and, for stock, the checkout's Redis gate).
 
 Each agent takes a batch of events (``take_events``), writes it in one PostgreSQL transaction
 (deduplicated by event id, so redelivery is harmless) and then moves the Redis gate counters.
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 ORDER_EVENTS: Decoder[Any] = Decoder(r.OrderEventRecord)
 STOCK_EVENTS: Decoder[Any] = Decoder(r.StockEventRecord)
+POINTS_EVENTS: Decoder[Any] = Decoder(r.PointsEventRecord)
 BATCH, WITHIN = 500, 0.05
 ENDED = (r.OrderRejected, r.OrderCancelled)
 
@@ -80,6 +82,12 @@ async def _project_stock(services: Services, lines: list[Any]) -> None:
     await gate.apply_all(redis, lines)
 
 
+async def _project_points(services: Services, changes: list[Any]) -> None:
+    pool = await services.pool()
+    async with pool.acquire() as conn:
+        await rm.apply_points_events(conn, changes)
+
+
 def register(wiring: Wiring) -> None:
     app, services = wiring.app, wiring.services
 
@@ -97,3 +105,10 @@ def register(wiring: Wiring) -> None:
             # one record per ledger line, for both (the gate dedupes by item version itself)
             lines = r.stock_lines(record for record, _ in _decoded(events, STOCK_EVENTS))
             await outlasting("stock projection", partial(_project_stock, services, lines))
+
+    @app.agent(wiring.topics[t.POINTS_EVENTS], name="points-projection")  # type: ignore[untyped-decorator]
+    async def points_projection(stream: Any) -> None:
+        """Points events -> points_view, points_history (the customers' wallets)."""
+        async for events in stream.take_events(BATCH, within=WITHIN):
+            changes = [record for record, _ in _decoded(events, POINTS_EVENTS)]
+            await outlasting("points projection", partial(_project_points, services, changes))

@@ -13,6 +13,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import Query
 
 from eatcloud.errors import RateLimited, Unprocessable
 
@@ -37,6 +40,11 @@ class WaitingSlots:
             self.open[caller] -= 1
             if not self.open[caller]:
                 del self.open[caller]
+
+
+# A page number and a page size in a list's query string.
+Page = Annotated[int, Query(ge=1, le=10_000)]
+Size = Annotated[int, Query(ge=1, le=100)]
 
 
 def offset_of(page: int, size: int, max_depth: int) -> int:

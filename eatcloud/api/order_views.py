@@ -23,7 +23,7 @@ from eatcloud.api.deps import (
     Services,
     Waiting,
 )
-from eatcloud.api.limits import offset_of
+from eatcloud.api.limits import Page, Size, offset_of
 from eatcloud.api.security import Principal, Role
 from eatcloud.errors import Conflict, NotFound
 from eatcloud.locks import rate_limit
@@ -153,10 +153,6 @@ async def get_order(
 async def order_timeline(order_id: Id, db: Pool, who: Caller) -> list[dict[str, Any]]:
     await _visible(db, order_id, who)
     return await rm.timeline(db, order_id)
-
-
-Page = Annotated[int, Query(ge=1, le=10_000)]
-Size = Annotated[int, Query(ge=1, le=100)]
 
 
 @router.get("/orders", response_model=list[OrderView], summary="The caller's orders")

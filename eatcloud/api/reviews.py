@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated, Any
+from typing import Any
 
 import asyncpg
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from eatcloud.api.catalogue import visible as visible_store
 from eatcloud.api.deps import Caller, Customer, Pool
+from eatcloud.api.limits import Page, Size
 from eatcloud.api.order_views import command_side
 from eatcloud.errors import Conflict, NotFound
 from eatcloud.postgres import catalogue as c
@@ -84,8 +85,8 @@ async def store_reviews(
     store_id: str,
     db: Pool,
     who: Caller,
-    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
-    size: Annotated[int, Query(ge=1, le=100)] = 20,
+    page: Page = 1,
+    size: Size = 20,
 ) -> list[dict[str, Any]]:
     visible_store(await c.get_store(db, store_id), who)
     rows = await db.fetch(

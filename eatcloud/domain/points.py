@@ -1,9 +1,11 @@
-"""The points ledger of one customer: holds per order, deductions, returns. Pure.
+"""The points ledger of one customer: holds per order, deductions, returns, earnings. Pure.
 
 ``balance`` counts every point the customer owns, held ones included; ``held`` is the sum of
 open holds. Invariants: ``0 <= held <= balance``. Each order has one hold record, which is the
 idempotency key for every points command of that order: releasing points of an order touches
-only that order's hold (the original released all of a customer's holds).
+only that order's hold (the original released all of a customer's holds), and an order earns
+points once (``earned`` on its record; an order that held no points gets a record that says
+it spent none).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class Hold(_Value):
     status: HoldStatus
     amount: int = 0
     reason: str = ""
+    earned: int = 0  # points the order earned when it completed
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,15 @@ def release(account: PointsAccount, hold: Hold | None) -> Outcome:
     return Outcome(account, None)
 
 
+def earn(account: PointsAccount, hold: Hold | None, amount: int) -> Outcome:
+    """Credit what a completed order earned, once per order."""
+    if hold is not None and hold.earned:
+        return Outcome(account, None)
+    record = hold if hold is not None else Hold(status=HoldStatus.DEDUCTED)  # spent none
+    earned = account.model_copy(update={"balance": account.balance + amount})
+    return Outcome(earned, record.model_copy(update={"earned": amount}))
+
+
 def adjust(account: PointsAccount, delta: int) -> PointsAccount | None:
     """Grant or remove points; None when it would leave less than what is held."""
     if account.balance + delta < account.held:
@@ -100,6 +112,18 @@ def apply(account: PointsAccount, hold: Hold | None, command: OrderPointsCommand
     if isinstance(command, r.DeductPoints):
         return deduct(account, hold)
     return release(account, hold)
+
+
+def change(
+    command: OrderPointsCommand | r.EarnPoints, before: PointsAccount, outcome: Outcome
+) -> r.PointsChange | None:
+    """What an order's points command changed, for ``points-events``; None when nothing."""
+    after = outcome.account
+    if outcome.hold is None or (after.balance, after.held) == (before.balance, before.held):
+        return None
+    if isinstance(command, r.EarnPoints):
+        return r.PointsChange.EARNED
+    return r.PointsChange(outcome.hold.status.value)  # RESERVED, DEDUCTED, RELEASED, RETURNED
 
 
 def reply_for(command: OrderPointsCommand, hold: Hold | None) -> r.Reply:

@@ -8,6 +8,7 @@ Happy path::
 
     PlaceOrder -> [points > 0] ReservePoints -> ReserveStock -> [amount > 0] AuthorizePayment
       -> CommitStock -> PAID (DeductPoints) -> AcceptOrder -> ACCEPTED -> CompleteOrder -> COMPLETED
+      (EarnPoints: the customer earns ``policy.points_earn_bp`` of what was paid; no reply)
 
 Rules that keep it safe under at-least-once delivery, duplicates and reordering:
 
@@ -74,6 +75,11 @@ class SagaPolicy:
     step_attempts: int = 3
     accept_timeout: float = 600.0
     compensation_retry: float = 10.0
+    # Points a completed order earns, in hundredths of a percent of what was paid (100 = 1 %).
+    points_earn_bp: int = 100
+
+    def points_earned(self, paid: int) -> int:
+        return paid * self.points_earn_bp // 10_000
 
 
 class SagaState(BaseModel):
@@ -173,7 +179,8 @@ class _Out:
             "last_events": events,
         }
         if state.expected is not None:
-            update["expected"] = (*state.expected, *(r.reply_id(c) for c in commands))
+            answered = [c for c in commands if not isinstance(c, r.EarnPoints)]  # no reply
+            update["expected"] = (*state.expected, *(r.reply_id(c) for c in answered))
         return Decision(state.model_copy(update=update), commands, events)
 
 
@@ -215,6 +222,10 @@ def decide(
         if state.step is not Step.COMPLETION or message.store_id != state.order.store_id:
             return Decision(state, note=f"complete ignored in step {state.step}")
         out.event(r.OrderCompleted, state.order)
+        order = state.order
+        if earned := policy.points_earned(order.final_amount):
+            ids = {"order_id": order.order_id, "store_id": order.store_id}
+            out.command(r.EarnPoints, **ids, customer_id=order.customer_id, amount=earned)
         return out.decide(_at(state, Step.DONE, None, status=OrderStatus.COMPLETED))
     return _reply(state, message, out, policy)
 

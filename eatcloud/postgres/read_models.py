@@ -28,6 +28,7 @@ from eatcloud.streams import records as r
 
 ORDER_VIEW = "order_view"
 STOCK_VIEW = "stock_view"
+POINTS_VIEW = "points_view"
 # The advisory lock that fences the live projections while a rebuild swaps its tables in:
 # every live batch takes it shared, the swap exclusively (``eatcloud.postgres.rebuild``).
 FENCE = 0x0EA7F00D
@@ -204,6 +205,62 @@ async def apply_stock_events(
             ],
         )
     return fresh
+
+
+def _history_row(e: r.PointsChanged) -> tuple[Any, ...]:
+    return (e.event_id, e.customer_id, e.change.value, e.delta, e.held_delta, e.balance,
+            e.held, e.version, e.order_id, e.reason, _when(e))  # fmt: skip
+
+
+async def apply_points_events(
+    conn: Any, records: Sequence[r.PointsChanged], into: str = ""
+) -> list[r.PointsChanged]:
+    """Project a batch into points_history (each change once) and points_view (the account
+    after the newest change, by the account's version); returns the new ones."""
+    async with conn.transaction():
+        await _fenced(conn, into)
+        fresh = await _fresh(conn, POINTS_VIEW + into, records)
+        await conn.executemany(
+            f"""INSERT INTO points_history{into} (event_id, customer_id, change, delta,
+                   held_delta, balance, held, version, order_id, reason, occurred_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING""",
+            [_history_row(e) for e in fresh],
+        )
+        newest: dict[str, r.PointsChanged] = {}
+        for event in fresh:
+            shown = newest.get(event.customer_id)
+            if shown is None or event.version > shown.version:
+                newest[event.customer_id] = event
+        await conn.executemany(
+            f"""INSERT INTO points_view{into} AS v (customer_id, balance, held, version,
+                   updated_at)
+               VALUES ($1, $2, $3, $4, $5)
+               ON CONFLICT (customer_id) DO UPDATE SET balance = EXCLUDED.balance,
+                   held = EXCLUDED.held, version = EXCLUDED.version,
+                   updated_at = EXCLUDED.updated_at
+               WHERE EXCLUDED.version > v.version""",
+            [(e.customer_id, e.balance, e.held, e.version, _when(e)) for e in newest.values()],
+        )
+    return fresh
+
+
+async def points_wallet(
+    conn: Any, customer_id: str, limit: int = 50, offset: int = 0
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The customer's account (None before any change) and its changes, newest first."""
+    account = await conn.fetchrow(
+        "SELECT balance, held, version, updated_at FROM points_view WHERE customer_id = $1",
+        customer_id,
+    )
+    rows = await conn.fetch(
+        """SELECT change, delta, held_delta, balance, held, order_id, reason, occurred_at
+           FROM points_history WHERE customer_id = $1
+           ORDER BY version DESC, event_id LIMIT $2 OFFSET $3""",
+        customer_id,
+        limit,
+        offset,
+    )
+    return (None if account is None else dict(account)), [dict(row) for row in rows]
 
 
 async def order_view(conn: Any, order_id: str) -> dict[str, Any] | None:

@@ -2,10 +2,10 @@
 
 Events are the source of truth (event sourcing); the read models are disposable. A rebuild:
 
-1. checks that the log is whole: every partition of ``order-events`` and ``stock-events``
-   still starts at offset 0 (a retention that deleted old events would turn old orders into
-   nothing; the rebuild then refuses and says so, ``HistoryLost``);
-2. creates empty shadow tables (``order_view_next`` ...) and replays both topics from offset
+1. checks that the log is whole: every partition of ``order-events``, ``stock-events`` and
+   ``points-events`` still starts at offset 0 (a retention that deleted old events would turn
+   old orders into nothing; the rebuild then refuses and says so, ``HistoryLost``);
+2. creates empty shadow tables (``order_view_next`` ...) and replays the topics from offset
    0 up to the end offsets seen at the start into them, with the projections' own functions
    (``into="_next"``, their own ``processed_events`` consumer). The live read models and the
    live projections go on meanwhile: the API never sees an empty or half-built view;
@@ -39,8 +39,10 @@ from eatcloud.streams.codec import Decoder
 from eatcloud.streams.connect import client_options
 from eatcloud.streams.reading import Progress, partitions_of, read_to_end
 
-TABLES = ("order_view", "order_timeline", "stock_view", "store_sales")
+TABLES = ("order_view", "order_timeline", "stock_view", "store_sales", "points_view",
+          "points_history")  # fmt: skip
 SHADOW = "_next"
+CONSUMERS = (rm.ORDER_VIEW, rm.STOCK_VIEW, rm.POINTS_VIEW)  # their processed_events
 # A projection's function: applies a batch of decoded events on one connection, into the
 # tables with the given suffix.
 Apply = Callable[[Connection, list[Any], str], Awaitable[object]]
@@ -69,6 +71,7 @@ async def rebuild(services: Services, progress: Progress = lambda *_: None) -> R
     sources = [
         _Source(prefix + t.STOCK_EVENTS, Decoder(r.StockEventRecord), rm.apply_stock_events),
         _Source(prefix + t.ORDER_EVENTS, Decoder(r.OrderEventRecord), rm.apply_order_events),
+        _Source(prefix + t.POINTS_EVENTS, Decoder(r.PointsEventRecord), rm.apply_points_events),
     ]
     await check_history(settings, [source.topic for source in sources])
     async with pool.acquire() as conn, conn.transaction():
@@ -77,7 +80,7 @@ async def rebuild(services: Services, progress: Progress = lambda *_: None) -> R
             await conn.execute(f"CREATE TABLE {table}{SHADOW} (LIKE {table} INCLUDING ALL)")
         await conn.execute(
             "DELETE FROM processed_events WHERE consumer = ANY($1::text[])",
-            [rm.ORDER_VIEW + SHADOW, rm.STOCK_VIEW + SHADOW],
+            [consumer + SHADOW for consumer in CONSUMERS],
         )
     result = Rebuilt()
     reached: dict[str, dict[int, int]] = {}
@@ -166,7 +169,7 @@ async def _swap(conn: Connection) -> None:
             name = row["indexname"]
             original = table + name[len(table) + len(SHADOW) :]
             await conn.execute(f'ALTER INDEX "{name}" RENAME TO "{original}"')
-    live = [rm.ORDER_VIEW, rm.STOCK_VIEW]
+    live = list(CONSUMERS)
     await conn.execute("DELETE FROM processed_events WHERE consumer = ANY($1::text[])", live)
     for consumer in live:
         await conn.execute(

@@ -51,7 +51,12 @@ async def user_by_email(pool: Any, email: str) -> User | None:
 
 
 async def user_by_id(pool: Any, user_id: str) -> User | None:
-    row = await pool.fetchrow("SELECT * FROM users WHERE id = $1", uuid.UUID(user_id))
+    """The user, or None (an id that is no UUID names nobody)."""
+    try:
+        key = uuid.UUID(user_id)
+    except ValueError:
+        return None
+    row = await pool.fetchrow("SELECT * FROM users WHERE id = $1", key)
     return None if row is None else _user(row)
 
 

@@ -9,7 +9,7 @@ per consumed and produced record (about 100 µs each) is paid once per batch, no
 Each item keeps its own trace headers (``h``), so a batch never mixes up whose request caused
 what. A plain record (one JSON object with its headers on the Kafka record) is still read as a
 batch of one: producers that send one record at a time (tests, operators' tools, older relays)
-keep working. The public topics (``order-events``, ``stock-events``) never carry batches.
+keep working. The public topics (the event topics) never carry batches.
 
 A batch goes to an explicit partition: the one Kafka's default partitioner (murmur2 of the
 key, ``topics.partition_for``) gives each of its items' keys, so a batch and a plain record for

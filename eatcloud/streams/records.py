@@ -196,6 +196,17 @@ class AdjustPoints(Record):
     reason: str = Field(default="", max_length=200)
 
 
+class EarnPoints(Record):
+    """The order completed: its customer earns ``amount`` points, once per order (the order's
+    hold record says so). No reply: the saga has ended."""
+
+    type: Literal["EarnPoints"] = "EarnPoints"
+    order_id: Id
+    store_id: OptionalId = ""
+    customer_id: Id
+    amount: Amount
+
+
 class ForgetPoints(Record):
     """The order's saga has finished and left its table: its points hold may go too."""
 
@@ -206,7 +217,7 @@ class ForgetPoints(Record):
 
 
 PointsCommand = Annotated[
-    ReservePoints | DeductPoints | ReleasePoints | AdjustPoints | ForgetPoints,
+    ReservePoints | DeductPoints | ReleasePoints | AdjustPoints | EarnPoints | ForgetPoints,
     Field(discriminator="type"),
 ]
 
@@ -298,7 +309,8 @@ SagaCommand = Annotated[
     | ReleaseStock
     | AuthorizePayment
     | VoidPayment
-    | RefundPayment,
+    | RefundPayment
+    | EarnPoints,
     Field(discriminator="type"),
 ]
 """Every command the saga sends to a participant."""
@@ -508,6 +520,41 @@ class StockLevelsChanged(Record):
 
 
 StockEventRecord = Annotated[StockLevelChanged | StockLevelsChanged, Field(discriminator="type")]
+
+
+# --- points-events (key: customer_id): one event per change of a customer's points ----------
+
+
+class PointsChange(StrEnum):
+    RESERVED = "RESERVED"  # held for an order (balance unchanged, held up)
+    DEDUCTED = "DEDUCTED"  # an order was paid with held points
+    RELEASED = "RELEASED"  # an order's hold dropped (cancelled or rejected before payment)
+    RETURNED = "RETURNED"  # spent points given back (an order cancelled after payment)
+    EARNED = "EARNED"  # an order completed
+    GRANTED = "GRANTED"  # an admin gave points
+    TAKEN = "TAKEN"  # an admin took points back
+    REFUSED = "REFUSED"  # an admin's take-back that would leave less than is held: no change
+
+
+class PointsChanged(Record):
+    """A customer's points after one points command: what changed (``delta`` to the balance,
+    ``held_delta`` to the points held for orders) and the whole account after it, with the
+    account's ``version`` (each change adds one), so a read model applies only what is newer.
+    The id is derived from the command's: a redelivered command's event is a duplicate."""
+
+    type: Literal["PointsChanged"] = "PointsChanged"
+    customer_id: Id
+    change: PointsChange
+    delta: int = 0
+    held_delta: int = 0
+    balance: int
+    held: int
+    version: int
+    order_id: OptionalId = ""
+    reason: str = Field(default="", max_length=200)
+
+
+PointsEventRecord = Annotated[PointsChanged, Field(discriminator="type")]
 
 
 def line_id(event_id: str, n: int) -> str:

@@ -1,13 +1,14 @@
 """The event log keeps every event: the topic settings that say so, checked and set.
 
-``order-events`` and ``stock-events`` are the source of truth (event sourcing): the read
-models, a ``projections rebuild`` and analysts replay them from offset 0. A topic created with
-the broker's default retention (7 days) silently deletes its oldest events, and a rebuild then
-turns old orders into nothing. So both are created with ``topics.KEEP_FOREVER``
-(``topics.declare``), the worker refuses to start when either has a setting that loses
+``order-events``, ``stock-events`` and ``points-events`` (``topics.EVENT_LOG``) are the source
+of truth (event sourcing): the read models, a ``projections rebuild`` and analysts replay them
+from offset 0. A topic created with the broker's default retention (7 days) silently deletes
+its oldest events, and a rebuild then turns old orders into nothing. So all are created with
+``topics.KEEP_FOREVER`` (``topics.declare``), the worker refuses to start when any has a
+setting that loses
 history (``problems``), and ``eatcloud topics keep-history`` sets it on topics created before
 (``keep_history``), keeping their other settings. ``cleanup.policy=compact`` would lose
-history too: it keeps one record per key, and these topics are keyed by order and store.
+history too: it keeps one record per key, and these topics are keyed by order, store and customer.
 """
 
 from __future__ import annotations

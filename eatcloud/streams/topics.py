@@ -9,11 +9,13 @@
 | stock-events     | store_id    | StockLevelsChanged, one per stock command (its lines)      |
 | payment-commands | order_id    | AuthorizePayment, VoidPayment, RefundPayment, ForgetPayment |
 | points-commands  | customer_id | ReservePoints, DeductPoints, ReleasePoints, AdjustPoints,  |
-|                  |             | ForgetPoints                                               |
+|                  |             | EarnPoints, ForgetPoints                                   |
+| points-events    | customer_id | PointsChanged, one per change of a customer's points       |
 | <input>-dlq      | as input    | poison messages, with error headers and coordinates        |
 
-``order-events`` and ``stock-events`` keep every event (retention.ms=-1, retention.bytes=-1,
-cleanup.policy=delete): they are the source of truth that rebuilds replay from offset 0.
+``order-events``, ``stock-events`` and ``points-events`` keep every event (retention.ms=-1,
+retention.bytes=-1, cleanup.policy=delete): they are the source of truth that rebuilds replay
+from offset 0.
 
 ``order-commands``, ``saga-replies`` and ``stock-commands`` share key (the store) and
 partition count, so one agent reads all three: a store's sagas and its stock ledger live in
@@ -37,10 +39,11 @@ STOCK_COMMANDS = "stock-commands"
 STOCK_EVENTS = "stock-events"
 PAYMENT_COMMANDS = "payment-commands"
 POINTS_COMMANDS = "points-commands"
+POINTS_EVENTS = "points-events"
 INPUTS = (ORDER_COMMANDS, SAGA_REPLIES, STOCK_COMMANDS, PAYMENT_COMMANDS, POINTS_COMMANDS)
-ALL = (*INPUTS, ORDER_EVENTS, STOCK_EVENTS)
+ALL = (*INPUTS, ORDER_EVENTS, STOCK_EVENTS, POINTS_EVENTS)
 # The event log, the source of truth: it keeps every event (``streams.retention``).
-EVENT_LOG = (ORDER_EVENTS, STOCK_EVENTS)
+EVENT_LOG = (ORDER_EVENTS, STOCK_EVENTS, POINTS_EVENTS)
 KEEP_FOREVER = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete"}
 
 
@@ -58,7 +61,8 @@ _ROUTES: dict[type[r.Record], tuple[str, str]] = {
     **{k: (ORDER_COMMANDS, "store_id") for k in (r.CompleteOrder, r.Timeout)},
     **{k: (POINTS_COMMANDS, "customer_id") for k in (r.ReservePoints, r.DeductPoints)},
     **{k: (POINTS_COMMANDS, "customer_id") for k in (r.ReleasePoints, r.AdjustPoints)},
-    r.ForgetPoints: (POINTS_COMMANDS, "customer_id"),
+    **{k: (POINTS_COMMANDS, "customer_id") for k in (r.EarnPoints, r.ForgetPoints)},
+    r.PointsChanged: (POINTS_EVENTS, "customer_id"),
     **{k: (STOCK_COMMANDS, "store_id") for k in (r.ReserveStock, r.CommitStock)},
     **{k: (STOCK_COMMANDS, "store_id") for k in (r.ReleaseStock, r.AdjustStock)},
     r.ExpireReservations: (STOCK_COMMANDS, "store_id"),

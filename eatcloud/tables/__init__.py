@@ -109,6 +109,7 @@ class StockEntry(_Entry):
 
 class PointsEntry(_Entry):
     account: PointsAccount = PointsAccount()
+    version: int = 0  # one more with each change of ``account`` (each points-events record)
     last: dict[str, Hold] = {}
 
 

@@ -56,6 +56,7 @@ OUTPUT_DECODERS: dict[str, Decoder[Any]] = {
     t.STOCK_EVENTS: Decoder(r.StockEventRecord),
     t.PAYMENT_COMMANDS: Decoder(r.PaymentCommand),
     t.POINTS_COMMANDS: Decoder(r.PointsCommand),
+    t.POINTS_EVENTS: Decoder(r.PointsEventRecord),
 }
 
 

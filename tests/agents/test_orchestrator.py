@@ -117,7 +117,8 @@ async def test_walks_an_order_through_the_happy_path_step_by_step(
         ),
         (
             r.CompleteOrder(order_id="o1", store_id="s1"),
-            [(t.ORDER_EVENTS, "OrderCompleted", b"o1")],
+            # the customer earns points on what was paid (no reply is awaited)
+            [(t.POINTS_COMMANDS, "EarnPoints", b"c1"), (t.ORDER_EVENTS, "OrderCompleted", b"o1")],
             OrderStatus.COMPLETED,
             Step.DONE,
         ),
@@ -366,12 +367,13 @@ async def test_a_finished_saga_leaves_with_its_reservation_and_payment_after_its
     await harness.deliver(orchestrator, forget)
 
     assert (harness.saga("o1"), harness.reservation("s1", "o1")) == (None, None)
-    (payment,) = harness.outbox.take()
+    payment, points = harness.outbox.take()  # a completed order has earned points: a record
     assert (payment.topic, payment.type, payment.key) == (
         t.PAYMENT_COMMANDS,
         "ForgetPayment",
         b"o1",
     )
+    assert (points.topic, points.type, points.key) == (t.POINTS_COMMANDS, "ForgetPoints", b"c1")
     assert levels(harness) == {"m1": (3, 0, 2), "m2": (4, 0, 1)}  # the ledger is untouched
     ledger_entry = harness.tables.stock.entries.get("s1")
     assert ledger_entry is not None and "o1" not in ledger_entry.last  # never written back

@@ -59,6 +59,8 @@ POLICY: dict[str, Any] = {
     "POST /api/v1/orders/{order_id}/review": C,
     "GET /api/v1/stores/{store_id}/reviews": ANY,
     "GET /api/v1/stores/{store_id}/ratings": ANY,
+    "GET /api/v1/me/points": C,
+    "POST /api/v1/admin/users/{user_id}/points": A,
 }
 
 
@@ -101,6 +103,7 @@ async def test_every_endpoint_admits_exactly_the_roles_of_its_policy(api: Api) -
         "code": "NOPE",
         "decision": "approve",
         "action": "accept",
+        "user_id": accounts["CUSTOMER"]["id"],
     }
     wrong: list[str] = []
     for operation, policy in POLICY.items():

@@ -43,7 +43,11 @@ SHELF = {"burger": 3, "fries": 2}  # soda is unlimited
 MAX_ORDERS = 3
 RESERVATION_TTL = 50.0
 POLICY = SagaPolicy(
-    step_timeout=10.0, step_attempts=3, accept_timeout=100.0, compensation_retry=10.0
+    step_timeout=10.0,
+    step_attempts=3,
+    accept_timeout=100.0,
+    compensation_retry=10.0,
+    points_earn_bp=500,  # 5 %: 100 points on a burger
 )
 ENDINGS = {
     "OrderCompleted": OrderStatus.COMPLETED,
@@ -98,6 +102,8 @@ class World:
         self.inputs: dict[str, Message] = {}  # every saga input by id
         self.sent: dict[str, r.Record] = {}  # every command and reply sent, by id
         self.events: dict[str, dict[str, r.OrderEvent]] = defaultdict(dict)
+        # every points-events record, by customer and account version
+        self.points_told: dict[str, dict[int, r.PointsChanged]] = defaultdict(dict)
         # the deadlines each saga had, in order (a dict as an ordered set)
         self.armed: dict[str, dict[tuple[Step, float], None]] = defaultdict(dict)
         self.accepting: set[str] = set()  # orders the store accepts when the drain reaches them
@@ -167,6 +173,9 @@ class World:
             if isinstance(sent, r.OrderEvent):
                 seen = self.events[sent.order_id].setdefault(sent.event_id, sent)
                 assert seen.type == sent.type, "one event id, two different events"  # type: ignore[attr-defined]
+            elif isinstance(sent, r.PointsChanged):
+                told = self.points_told[sent.customer_id].setdefault(sent.version, sent)
+                assert _content(told) == _content(sent), "one account version, two changes"
             elif t.route(sent)[0] != t.STOCK_EVENTS:
                 first = self.sent.setdefault(sent.event_id, sent)
                 assert _content(first) == _content(sent), "one id, two different records"
@@ -342,7 +351,8 @@ class World:
             assert 0 <= account.held <= account.balance, customer
             assert account.held == sum(h.amount for h in holds if h.status is HoldStatus.RESERVED)
             spent = sum(h.amount for h in holds if h.status is HoldStatus.DEDUCTED)
-            assert account.balance == balance - spent, customer
+            earned = sum(h.earned for h in holds)
+            assert account.balance == balance - spent + earned, customer
         for order_id in self.orders:
             assert self.agents.gateway.calls[(order_id, Action.AUTHORIZE)] <= 1, order_id
 
@@ -384,6 +394,7 @@ class World:
         assert not self.busy()
         sold: dict[str, int] = defaultdict(int)
         spent: dict[str, int] = defaultdict(int)
+        earned: dict[str, int] = defaultdict(int)
         calls = self.agents.gateway.calls
         for order_id, order in self.orders.items():
             state = self.saga(order_id)
@@ -401,6 +412,9 @@ class World:
                 if order.points:
                     assert hold is not None and hold.status is HoldStatus.DEDUCTED
                     spent[order.customer_id] += order.points
+                if earns := POLICY.points_earned(order.final_amount):  # once, whatever came twice
+                    assert hold is not None and hold.earned == earns, order_id
+                    earned[order.customer_id] += earns
                 if order.final_amount:
                     assert record is not None and record.status is PaymentStatus.AUTHORIZED
                     assert calls[(order_id, Action.AUTHORIZE)] == 1
@@ -421,7 +435,13 @@ class World:
         for customer, balance in BALANCES.items():
             account = self.agents.account(customer)
             assert account.held == 0, customer
-            assert account.balance == balance - spent[customer], customer
+            assert account.balance == balance - spent[customer] + earned[customer], customer
+            # the newest points-events record tells the account as it is, and no version is
+            # missing: a wallet built from them ends right
+            told = self.points_told[customer]
+            assert sorted(told) == list(range(1, len(told) + 1)), customer
+            newest = told[max(told)]
+            assert (newest.balance, newest.held) == (account.balance, account.held), customer
 
     def accounts(self) -> list[PointsAccount]:
         return [self.agents.account(customer) for customer in BALANCES]

@@ -193,6 +193,7 @@ def test_happy_path_with_points_reserves_points_stock_payment_then_commits_and_d
         "AuthorizePayment",
         "CommitStock",
         "DeductPoints",
+        "EarnPoints",
     ]
     assert events == ["OrderPlaced", "OrderPaid", "OrderAccepted", "OrderCompleted"]
     assert state.status is OrderStatus.COMPLETED
@@ -200,7 +201,7 @@ def test_happy_path_with_points_reserves_points_stock_payment_then_commits_and_d
     assert state.deadline is None
 
 
-def test_happy_path_without_points_sends_no_points_command() -> None:
+def test_happy_path_without_points_holds_none_and_earns_at_completion() -> None:
     sent: list[str] = []
     state: SagaState | None = None
     for message in [WITHOUT_POINTS, *happy_replies(WITHOUT_POINTS)]:
@@ -208,8 +209,29 @@ def test_happy_path_without_points_sends_no_points_command() -> None:
         sent += kinds(decision.commands)
         state = decision.state
     assert state is not None
-    assert sent == ["ReserveStock", "AuthorizePayment", "CommitStock"]
+    assert sent == ["ReserveStock", "AuthorizePayment", "CommitStock", "EarnPoints"]
     assert state.status is OrderStatus.COMPLETED
+
+
+def _completed(placed: r.PlaceOrder, policy: SagaPolicy) -> Decision:
+    state: SagaState | None = None
+    for message in [placed, *happy_replies(placed)]:
+        decision = decide(state, answering(state, message), T0, policy)  # type: ignore[arg-type]
+        state = decision.state
+    return decision
+
+
+def test_a_completed_order_earns_a_share_of_what_was_paid_and_expects_no_reply() -> None:
+    done = _completed(WITH_POINTS, SagaPolicy(points_earn_bp=250))  # 2.5 %
+    earn = done.commands[-1]
+    assert isinstance(earn, r.EarnPoints)
+    paid = 3 * PRICE - 1_000
+    assert earn.amount == paid * 250 // 10_000 == 350
+    assert (earn.order_id, earn.customer_id) == (WITH_POINTS.order_id, WITH_POINTS.customer_id)
+    assert done.state is not None and done.state.expected is not None
+    assert r.reply_id(earn) not in done.state.expected  # nothing answers it
+    assert not _completed(WITH_POINTS, SagaPolicy(points_earn_bp=0)).commands  # earning off
+    assert not _completed(FREE, SagaPolicy(points_earn_bp=250)).commands  # nothing was paid
 
 
 def test_skips_payment_when_points_cover_the_whole_total() -> None:
