@@ -263,6 +263,49 @@ async def points_wallet(
     return (None if account is None else dict(account)), [dict(row) for row in rows]
 
 
+async def stock_levels(conn: Any, store_id: str) -> list[dict[str, Any]]:
+    """Every menu of the store with its stock line from ``stock_view`` (None figures for a
+    menu the stock projection has not seen yet), by name."""
+    rows = await conn.fetch(
+        """SELECT m.id::text AS menu_id, m.name, m.available, s.on_hand, s.reserved, s.sold,
+               coalesce(s.unlimited, m.unlimited) AS unlimited, s.updated_at
+           FROM menus m LEFT JOIN stock_view s
+             ON s.store_id = m.store_id::text AND s.menu_id = m.id::text
+           WHERE m.store_id = $1::uuid AND m.deleted_at IS NULL
+           ORDER BY m.name, m.id""",
+        store_id,
+    )
+    return [dict(row) for row in rows]
+
+
+async def sales(conn: Any, store_id: str, first: dt.date, last: dt.date) -> dict[str, Any]:
+    """The store's completed orders from ``first`` to ``last`` (UTC days, both included):
+    per day from ``store_sales`` (orders, and revenue: what customers paid, points not
+    included), per menu from the completed orders' lines (units, and gross sales: units at
+    the price the order was taken at, before points)."""
+    days = await conn.fetch(
+        """SELECT day, orders, revenue FROM store_sales
+           WHERE store_id = $1 AND day BETWEEN $2 AND $3 ORDER BY day""",
+        store_id,
+        first,
+        last,
+    )
+    menus = await conn.fetch(
+        """SELECT line->>'menu_id' AS menu_id, coalesce(m.name, '') AS name,
+               sum((line->>'quantity')::int) AS units,
+               sum((line->>'quantity')::bigint * (line->>'unit_price')::bigint) AS gross
+           FROM order_view o CROSS JOIN jsonb_array_elements(o.lines) AS line
+           LEFT JOIN menus m ON m.id::text = line->>'menu_id'
+           WHERE o.store_id = $1 AND o.status = 'COMPLETED' AND o.counted
+             AND (o.updated_at AT TIME ZONE 'UTC')::date BETWEEN $2 AND $3
+           GROUP BY 1, 2 ORDER BY gross DESC, 1""",
+        store_id,
+        first,
+        last,
+    )
+    return {"days": [dict(row) for row in days], "menus": [dict(row) for row in menus]}
+
+
 async def order_view(conn: Any, order_id: str) -> dict[str, Any] | None:
     """The order's row once its OrderPlaced is applied (None before)."""
     row = await conn.fetchrow("SELECT * FROM order_view WHERE order_id = $1 AND placed", order_id)

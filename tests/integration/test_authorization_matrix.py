@@ -61,6 +61,8 @@ POLICY: dict[str, Any] = {
     "GET /api/v1/stores/{store_id}/ratings": ANY,
     "GET /api/v1/me/points": C,
     "POST /api/v1/admin/users/{user_id}/points": A,
+    "GET /api/v1/stores/{store_id}/stock": M | A,
+    "GET /api/v1/stores/{store_id}/sales": M | A,
 }
 
 
