@@ -297,6 +297,10 @@ class ApiSettings(_Group):
     # Prometheus metrics: 0 serves /metrics on the API's own port (local runs, compose); another
     # port serves them only there (the chart: scraped by Prometheus, not behind the Service).
     metrics_port: int = Field(default=0, ge=0, le=65535)
+    # Live order updates (Server-Sent Events): a comment line this often between changes, so
+    # proxies keep the stream open; a stream ends after ``sse_max_seconds`` (clients resume).
+    sse_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
+    sse_max_seconds: float = Field(default=1800.0, gt=0)
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -351,6 +355,8 @@ class RateLimitSettings(_Group):
     wait_burst: int = Field(default=20, ge=1)
     wait_per_minute: float = Field(default=120.0, gt=0)
     waiting_per_caller: int = Field(default=4, ge=1)
+    # Live update streams (Server-Sent Events) a caller may hold open at once per API process.
+    streams_per_caller: int = Field(default=4, ge=1)
     search_burst: int = Field(default=30, ge=1)
     search_per_minute: float = Field(default=120.0, gt=0)
 

@@ -15,12 +15,14 @@ from eatcloud.api import (
     auth,
     catalogue,
     health,
+    live,
     order_views,
     orders,
     points,
     reviews,
     store_reports,
 )
+from eatcloud.api.changes import ChangeFeed
 from eatcloud.api.errors import install_error_handlers
 from eatcloud.api.limits import WaitingSlots
 from eatcloud.api.middleware import EdgeGuard, RequestContext
@@ -42,6 +44,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await app.state.changes.close()
         if metrics is not None:
             await asyncio.to_thread(metrics.shutdown)  # waits out its serving loop's poll
             metrics.server_close()
@@ -66,7 +69,10 @@ def create_app(services: Services | None = None) -> FastAPI:
         app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, **about)
     app.state.services = services
     app.state.hashing = PasswordHashing(services.settings.auth)
-    app.state.waiting = WaitingSlots(services.settings.rate_limit.waiting_per_caller)
+    limits = services.settings.rate_limit
+    app.state.waiting = WaitingSlots(limits.waiting_per_caller)
+    app.state.streams = WaitingSlots(limits.streams_per_caller, "live update streams", "streams")
+    app.state.changes = ChangeFeed()
     app.state.readiness = health.Readiness(
         services, services.settings.api.readiness_cache_seconds,
         services.settings.api.probe_timeout_seconds,
@@ -86,4 +92,5 @@ def create_app(services: Services | None = None) -> FastAPI:
     app.include_router(reviews.router)
     app.include_router(points.router)
     app.include_router(store_reports.router)
+    app.include_router(live.router)
     return app

@@ -21,17 +21,18 @@ from eatcloud.errors import RateLimited, Unprocessable
 
 
 class WaitingSlots:
-    """How many long-polls each caller has open in this process, capped."""
+    """How many long-polls (or live update streams) each caller has open in this process,
+    capped."""
 
-    def __init__(self, per_caller: int) -> None:
-        self.per_caller = per_caller
+    def __init__(self, per_caller: int, what: str = "waiting requests", bucket: str = "wait"):
+        self.per_caller, self.what, self.bucket = per_caller, what, bucket
         self.open: Counter[str] = Counter()
 
     @asynccontextmanager
     async def slot(self, caller: str) -> AsyncIterator[None]:
         if self.open[caller] >= self.per_caller:
             raise RateLimited(
-                f"at most {self.per_caller} waiting requests at once", retry_after=1, bucket="wait"
+                f"at most {self.per_caller} {self.what} at once", retry_after=1, bucket=self.bucket
             )
         self.open[caller] += 1
         try:

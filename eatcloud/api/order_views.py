@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import time
 import uuid
@@ -12,6 +11,7 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
 from eatcloud.api.catalogue import Accepted, owned_store
+from eatcloud.api.changes import Feed
 from eatcloud.api.deps import (
     Admin,
     AppSettings,
@@ -97,7 +97,7 @@ async def command_side(db: Pool, order_id: Id) -> dict[str, Any] | None:
     }
 
 
-async def _visible(db: Pool, order_id: Id, who: Principal) -> dict[str, Any]:
+async def visible_order(db: Pool, order_id: Id, who: Principal) -> dict[str, Any]:
     """The order if the caller may see it: its customer, its store's manager, or an admin."""
     context.order_id.set(order_id)  # this request's log lines name the order
     order = await rm.order_view(db, order_id) or await command_side(db, order_id)
@@ -125,25 +125,27 @@ async def get_order(
     settings: AppSettings,
     services: Services,
     waiting: Waiting,
+    feed: Feed,
     wait: Annotated[
         Status | None, Query(description="long-poll until this status (or an end)")
     ] = None,
     # The query parameter the API promises (?wait=PAID&timeout=5), not an asyncio timeout.
     timeout: Annotated[float, Query(ge=0, le=30, description="seconds to wait at most")] = 10.0,  # noqa: ASYNC109
 ) -> dict[str, Any]:
-    order = await _visible(db, order_id, who)
+    order = await visible_order(db, order_id, who)
     if wait is None:
         return order
     limits = settings.rate_limit
     await rate_limit.take(
         services.redis(), f"wait:{who.user_id}", limits.wait_burst, limits.wait_per_minute
     )
-    deadline, pause = time.monotonic() + timeout, 0.05
+    deadline = time.monotonic() + timeout
+    # Woken by the order projection's notification (``changes``), not by polling.
     async with waiting.slot(who.user_id):
-        while not _reached(order["status"], wait) and time.monotonic() < deadline:
-            await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-            pause = min(pause * 1.5, 0.5)
-            order = await _visible(db, order_id, who)
+        with feed.watch(f"order:{order_id}") as changed:
+            while not _reached(order["status"], wait) and (left := deadline - time.monotonic()) > 0:
+                if await feed.wait(changed, left):
+                    order = await visible_order(db, order_id, who)
     if not _reached(order["status"], wait):
         response.headers["X-Wait-Timed-Out"] = "true"
     return order
@@ -151,7 +153,7 @@ async def get_order(
 
 @router.get("/orders/{order_id}/timeline", response_model=list[TimelineEntry])
 async def order_timeline(order_id: Id, db: Pool, who: Caller) -> list[dict[str, Any]]:
-    await _visible(db, order_id, who)
+    await visible_order(db, order_id, who)
     return await rm.timeline(db, order_id)
 
 
@@ -234,7 +236,7 @@ async def _send(db: Pool, command: r.Record) -> Accepted:
     responses={409: {"description": "the order is accepted or over already (its status)"}},
 )
 async def cancel_mine(order_id: Id, body: CancelIn, db: Pool, who: Customer) -> Accepted:
-    order = await _visible(db, order_id, who)
+    order = await visible_order(db, order_id, who)
     _still_possible(order, "cancel by the customer")
     return await _send(
         db,
@@ -263,7 +265,7 @@ async def store_action(
     body: CancelIn | None = None,
 ) -> Accepted:
     await owned_store(db, store_id, who)
-    order = await _visible(db, order_id, who)
+    order = await visible_order(db, order_id, who)
     if order["store_id"] != store_id:
         raise NotFound("no such order in this store")
     _still_possible(order, action)
@@ -287,7 +289,7 @@ async def store_action(
     responses={409: {"description": "the order is over already (its status)"}},
 )
 async def admin_cancel(order_id: Id, body: CancelIn, db: Pool, who: Admin) -> Accepted:
-    order = await _visible(db, order_id, who)
+    order = await visible_order(db, order_id, who)
     _still_possible(order, "cancel")
     return await _send(
         db,

@@ -32,6 +32,12 @@ POINTS_VIEW = "points_view"
 # The advisory lock that fences the live projections while a rebuild swaps its tables in:
 # every live batch takes it shared, the swap exclusively (``eatcloud.postgres.rebuild``).
 FENCE = 0x0EA7F00D
+# The advisory lock under which a live order batch numbers its timeline rows, so that numbers
+# commit in order (``order_timeline.seq``, what a live-update client resumes from).
+TIMELINE = 0x0EA7714E
+# Who hears of a changed order (``NOTIFY``, payload ``<store_id> <order_id>``): the API's
+# live updates and long-polls (``eatcloud.api.live``).
+ORDER_CHANGES = "eatcloud_order_changes"
 
 STATUS = {
     "OrderPlaced": "PENDING",
@@ -129,6 +135,8 @@ async def apply_order_events(
                    placed = v.placed OR EXCLUDED.placed""",
             [_order_row(e) for e in fresh],
         )
+        if not into:  # numbers commit in order; a rebuild renumbers its table at the swap
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", TIMELINE)
         await conn.executemany(
             f"""INSERT INTO order_timeline{into} (order_id, event_id, type, status, reason,
                    occurred_at)
@@ -160,6 +168,12 @@ async def apply_order_events(
                    revenue = store_sales{into}.revenue + EXCLUDED.revenue""",
             [(store, day, n, revenue[(store, day)]) for (store, day), n in orders.items()],
         )
+        if not into and fresh:  # delivered when (and if) the batch commits
+            await conn.execute(
+                "SELECT pg_notify($1, changed) FROM unnest($2::text[]) AS changed",
+                ORDER_CHANGES,
+                sorted({f"{e.store_id} {e.order_id}" for e in fresh}),
+            )
     return fresh
 
 
@@ -317,6 +331,30 @@ async def timeline(conn: Any, order_id: str) -> list[dict[str, Any]]:
         """SELECT type, status, reason, occurred_at FROM order_timeline WHERE order_id = $1
            ORDER BY occurred_at, event_id""",
         order_id,
+    )
+    return [dict(row) for row in rows]
+
+
+async def timeline_since(
+    conn: Any,
+    *,
+    after: int,
+    order_id: str | None = None,
+    store_id: str | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """The timeline rows numbered above ``after``, of one order or of one store's orders, in
+    number order (what a live-update stream sends next)."""
+    rows = await conn.fetch(
+        """SELECT t.seq, t.order_id, t.type, t.status, t.reason, t.occurred_at
+           FROM order_timeline t JOIN order_view v ON v.order_id = t.order_id
+           WHERE t.seq > $1 AND ($2::text IS NULL OR t.order_id = $2)
+             AND ($3::text IS NULL OR v.store_id = $3)
+           ORDER BY t.seq LIMIT $4""",
+        after,
+        order_id,
+        store_id,
+        limit,
     )
     return [dict(row) for row in rows]
 

@@ -155,7 +155,21 @@ async def _replay(
 
 async def _swap(conn: Connection) -> None:
     """The shadow tables take the live ones' names (and indexes), their processed events
-    become the live consumers'; inside the fenced transaction."""
+    become the live consumers'; inside the fenced transaction. The new timeline is numbered
+    after every number the live one gave out, in its own order: a live-update client resuming
+    across the swap gets its events again rather than missing one the rebuild numbered
+    early."""
+    await conn.execute(
+        f"""UPDATE order_timeline{SHADOW} t SET seq = n.base + n.rank
+            FROM (SELECT order_id, event_id, row_number() OVER (ORDER BY seq) AS rank,
+                         (SELECT last_value FROM order_timeline_seq) AS base
+                  FROM order_timeline{SHADOW}) n
+            WHERE (t.order_id, t.event_id) = (n.order_id, n.event_id)"""
+    )
+    await conn.execute(
+        f"""SELECT setval('order_timeline_seq', max(seq)) FROM order_timeline{SHADOW}
+            HAVING count(*) > 0"""
+    )
     for table in TABLES:
         await conn.execute(f"DROP TABLE {table}")
         await conn.execute(f"ALTER TABLE {table}{SHADOW} RENAME TO {table}")

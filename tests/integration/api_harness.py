@@ -61,11 +61,15 @@ async def running_api(settings: Settings) -> AsyncIterator[Api]:
 async def api_on(db: Settings) -> AsyncIterator[Api]:
     """The API (in-process, driven by httpx) on the database of ``db``."""
     services = build(db)
-    transport = httpx.ASGITransport(app=create_app(services))
+    app = create_app(services)
+    transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://eatcloud.test") as c:
         try:
             yield Api(c, db, await services.pool(), services.redis())
         finally:
+            # What the app's lifespan does under uvicorn (httpx runs no lifespan): the change
+            # feed gives its listening connection back, then the pool can close.
+            await app.state.changes.close()
             await services.close()
 
 

@@ -63,12 +63,19 @@ POLICY: dict[str, Any] = {
     "POST /api/v1/admin/users/{user_id}/points": A,
     "GET /api/v1/stores/{store_id}/stock": M | A,
     "GET /api/v1/stores/{store_id}/sales": M | A,
+    "GET /api/v1/orders/{order_id}/events": ANY,
+    "GET /api/v1/stores/{store_id}/orders/events": M,
 }
 
 
 @pytest.fixture(scope="module")
 async def api(settings: Settings) -> AsyncIterator[Api]:
-    async with running_api(settings) as running:
+    # Live update streams end after a moment: httpx's in-process transport waits for a whole
+    # answer.
+    brief = settings.model_copy(
+        update={"api": settings.api.model_copy(update={"sse_max_seconds": 0.3})}
+    )
+    async with running_api(brief) as running:
         yield running
 
 

@@ -27,6 +27,7 @@ async def test_agents_lists_every_agent_with_its_topics() -> None:
         "@points": f"{prefix}points-commands",
         "@order-projection": f"{prefix}order-events",
         "@stock-projection": f"{prefix}stock-events",
+        "@points-projection": f"{prefix}points-events",
     }, out
 
 

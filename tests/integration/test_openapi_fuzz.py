@@ -71,6 +71,9 @@ def server(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         # Generated logins and checkouts come fast; 429s would hide the code behind them.
         EATCLOUD_RATE_LIMIT__LOGIN_BURST="100000",
         EATCLOUD_RATE_LIMIT__CHECKOUT_BURST="100000",
+        # Live update streams end after a moment, so each generated call gets its whole answer.
+        EATCLOUD_API__SSE_MAX_SECONDS="0.5",
+        EATCLOUD_RATE_LIMIT__STREAMS_PER_CALLER="100000",
     )
     url = api.url
     try:
