@@ -2,8 +2,11 @@
 
 The order of the checks is the point:
 1. the ``Idempotency-Key`` first: a replay gets the stored answer and does nothing else;
-2. one checkout per customer at a time (a Redis lock with a token and an expiry): a
-   double-click gets 409 instead of a second order;
+   without a key, the same body from the same customer within the double-submit window
+   (``eatcloud.locks.double_submit``) gets the first order's stored answer the same way, so
+   a double-click places one order;
+2. one checkout per customer at a time (a Redis lock with a token and an expiry): two
+   different checkouts at once get 409 instead of a second order;
 3. server-side prices: the store's live menus, never the client's numbers;
 4. the hot-path stock gate (Redis Lua): sold-out lines get 409 before anything is written;
 5. the order row and its outbox row in one transaction; the gate's holds are given back if
@@ -24,7 +27,7 @@ import asyncpg
 import orjson
 
 from eatcloud.errors import Conflict, NotFound, Unprocessable
-from eatcloud.locks import cart, gate
+from eatcloud.locks import cart, double_submit, gate
 from eatcloud.locks.lock import held
 from eatcloud.observability import context
 from eatcloud.observability.metrics import metrics
@@ -32,6 +35,7 @@ from eatcloud.postgres import outbox
 from eatcloud.streams import records as r
 
 LOCK_TTL_MS = 10_000
+BUSY = "another checkout of yours is in progress; retry in a moment"
 # The largest order the platform takes, in minor units (a business limit well inside bigint;
 # a bigger cart is refused with 422 before anything is held or written).
 MAX_ORDER_TOTAL = 100_000_000
@@ -67,8 +71,7 @@ class SoldOut(Conflict):
 @asynccontextmanager
 async def _customer_lock(redis: Any, customer_id: str) -> AsyncIterator[None]:
     """One checkout per customer at a time; how long it held the lock goes to the metrics."""
-    busy = "another checkout of yours is in progress; retry in a moment"
-    async with held(redis, f"lock:checkout:{customer_id}", LOCK_TTL_MS, busy):
+    async with held(redis, f"lock:checkout:{customer_id}", LOCK_TTL_MS, BUSY):
         started = time.perf_counter()
         try:
             yield
@@ -83,10 +86,79 @@ async def checkout(
     request: CheckoutRequest,
     idempotency_key: str | None,
     headers: dict[str, str],
+    *,
+    double_submit_seconds: float,
 ) -> Checkout:
+    """Place the order, or replay the one this request already placed: the one of its
+    ``Idempotency-Key``, or without a key, the one of an identical request (same customer, same
+    fingerprint) within ``double_submit_seconds`` (0: none)."""
     fingerprint = request.fingerprint()
-    if idempotency_key and (done := await _replay(pool, customer_id, idempotency_key, fingerprint)):
-        return done
+    if idempotency_key:
+        if done := await _replay(pool, customer_id, idempotency_key, fingerprint):
+            return done
+    elif double_submit_seconds > 0:
+        return await _once_per_window(
+            pool, redis, customer_id, request, fingerprint, headers, double_submit_seconds
+        )
+    return await _place(pool, redis, customer_id, request, idempotency_key, fingerprint, headers)
+
+
+async def _once_per_window(
+    pool: Any,
+    redis: Any,
+    customer_id: str,
+    request: CheckoutRequest,
+    fingerprint: str,
+    headers: dict[str, str],
+    window_seconds: float,
+) -> Checkout:
+    """The first of identical checkouts within the window places the order; the others get
+    its stored answer, replayed."""
+    while not isinstance(
+        mine := await double_submit.claim(redis, customer_id, fingerprint, LOCK_TTL_MS, BUSY),
+        double_submit.Claim,
+    ):
+        # An identical checkout placed an order within the window: this request gets its
+        # answer, unless it is no repeat of it (then that order is forgotten, and it claims).
+        if done := await _earlier(pool, redis, customer_id, request, mine.order_id):
+            return done
+        await double_submit.forget(redis, mine)
+    try:
+        done = await _place(pool, redis, customer_id, request, None, fingerprint, headers)
+    except BaseException:
+        await double_submit.release(redis, mine)
+        raise
+    await double_submit.record(redis, mine, done.order["order_id"], window_seconds)
+    return done
+
+
+async def _earlier(
+    pool: Any, redis: Any, customer_id: str, request: CheckoutRequest, order_id: str
+) -> Checkout | None:
+    """The stored answer of an identical checkout's order, if this request repeats it.
+
+    A checkout of the cart empties it, so its double-click finds the cart empty; a cart filled
+    again since is a new order, though the request's body is the same.
+    """
+    if request.lines is None and (await cart.get(redis, customer_id))[1]:
+        return None
+    response = await pool.fetchval(
+        "SELECT response FROM orders WHERE id = $1 AND customer_id = $2",
+        uuid.UUID(order_id),
+        uuid.UUID(customer_id),
+    )
+    return None if response is None else Checkout(response, replayed=True)
+
+
+async def _place(
+    pool: Any,
+    redis: Any,
+    customer_id: str,
+    request: CheckoutRequest,
+    idempotency_key: str | None,
+    fingerprint: str,
+    headers: dict[str, str],
+) -> Checkout:
     async with _customer_lock(redis, customer_id):
         if idempotency_key and (
             done := await _replay(pool, customer_id, idempotency_key, fingerprint)

@@ -288,6 +288,10 @@ class ApiSettings(_Group):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     # No page of a listing or a search starts deeper than this many rows (422).
     max_page_depth: int = Field(default=1_000, ge=100)
+    # A checkout without an Idempotency-Key that repeats one of the same customer's (the same
+    # body) within this many seconds gets the first one's order, replayed, instead of a new
+    # order: a double-click places one order. 0 turns it off.
+    double_submit_seconds: float = Field(default=10.0, ge=0)
     # Quotas: stores per manager, menus per store (409 past them).
     stores_per_manager: int = Field(default=20, ge=1)
     menus_per_store: int = Field(default=500, ge=1)

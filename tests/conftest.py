@@ -26,6 +26,10 @@ for _limit in (
     "SEARCH_BURST",
 ):  # fmt: skip
     os.environ.setdefault(f"EATCLOUD_RATE_LIMIT__{_limit}", "1000000")
+# Tests send the same checkout body quickly and mean separate orders (a sold-out second
+# order, a cart ordered twice, one id spelt two ways): the double-submit window is off for
+# them. tests/integration/test_double_submit.py turns it on for APIs of its own.
+os.environ.setdefault("EATCLOUD_API__DOUBLE_SUBMIT_SECONDS", "0")
 
 
 @pytest.fixture(scope="session")

@@ -96,6 +96,11 @@ IdempotencyKey = Annotated[
     status_code=202,
     response_model=OrderAccepted,
     summary="Check out: place an order from the cart or from explicit lines",
+    description=(
+        "Without an `Idempotency-Key`, the same body sent again by the same customer within a "
+        "short window (10 s by default) gets the first order's answer with "
+        "`Idempotent-Replayed: true` instead of a new order."
+    ),
     responses={
         409: {"description": "sold out, store closed, or another checkout in progress"},
         429: {"description": "too many checkouts; see Retry-After"},
@@ -122,7 +127,15 @@ async def place_order(
         fulfilment=body.fulfilment,
         delivery_address=body.delivery_address,
     )
-    done = await checkout(db, redis, who.user_id, request, idempotency_key, trace_headers())
+    done = await checkout(
+        db,
+        redis,
+        who.user_id,
+        request,
+        idempotency_key,
+        trace_headers(),
+        double_submit_seconds=settings.api.double_submit_seconds,
+    )
     response.headers["Location"] = f"/api/v1/orders/{done.order['order_id']}"
     if done.replayed:
         response.headers["Idempotent-Replayed"] = "true"

@@ -1,7 +1,8 @@
 """Redis Lua scripts, shipped as package files and registered once per client.
 
 Each script runs atomically in Redis: the refresh-token rotation, the checkout lock, the
-hot-path stock gate and the rate limiter need a read and a write that nothing can come between.
+double-submit guard, the hot-path stock gate and the rate limiter need a read and a write that
+nothing can come between.
 """
 
 from __future__ import annotations
