@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from prometheus_client import start_http_server
 
-from eatcloud.api import auth, catalogue, health, order_views, orders, points, reviews
+from eatcloud.api import accounts, auth, catalogue, health, order_views, orders, points, reviews
 from eatcloud.api.errors import install_error_handlers
 from eatcloud.api.limits import WaitingSlots
 from eatcloud.api.middleware import EdgeGuard, RequestContext
@@ -76,4 +76,5 @@ def create_app(services: Services | None = None) -> FastAPI:
     app.include_router(order_views.router)
     app.include_router(reviews.router)
     app.include_router(points.router)
+    app.include_router(accounts.router)
     return app
