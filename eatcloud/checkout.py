@@ -7,7 +7,8 @@ The order of the checks is the point:
    a double-click places one order;
 2. one checkout per customer at a time (a Redis lock with a token and an expiry): two
    different checkouts at once get 409 instead of a second order;
-3. server-side prices: the store's live menus, never the client's numbers;
+3. server-side prices: the store's live menus, never the client's numbers (an approved store:
+   a suspended one is refused with 409 ``store-suspended``);
 4. the hot-path stock gate (Redis Lua): sold-out lines get 409 before anything is written;
 5. the order row and its outbox row in one transaction; the gate's holds are given back if
    that transaction fails.
@@ -66,6 +67,17 @@ class SoldOut(Conflict):
     def __init__(self, menu_id: str, available: int) -> None:
         super().__init__(f"menu {menu_id} is sold out (available: {max(available, 0)})")
         self.extensions = {"menu_id": menu_id, "available": max(available, 0)}
+
+
+class StoreSuspended(Conflict):
+    """An admin has suspended the store: it takes no orders until it is reactivated. (A store
+    that is PENDING or REJECTED is unknown to customers: 404.)"""
+
+    slug = "store-suspended"
+
+    def __init__(self, store_id: str) -> None:
+        super().__init__(f"store {store_id} is suspended and takes no orders")
+        self.extensions = {"store_id": store_id}
 
 
 @asynccontextmanager
@@ -233,6 +245,8 @@ async def _priced(
         sid,
         menu_ids,
     )
+    if rows and rows[0]["status"] == "SUSPENDED":
+        raise StoreSuspended(store_id)
     if not rows or rows[0]["status"] != "APPROVED":
         raise NotFound("no such store")
     if not rows[0]["is_open"]:

@@ -12,6 +12,7 @@ from fastapi_offline import FastAPIOffline
 from prometheus_client import start_http_server
 
 from eatcloud.api import (
+    accounts,
     auth,
     catalogue,
     health,
@@ -93,4 +94,5 @@ def create_app(services: Services | None = None) -> FastAPI:
     app.include_router(points.router)
     app.include_router(store_reports.router)
     app.include_router(live.router)
+    app.include_router(accounts.router)
     return app

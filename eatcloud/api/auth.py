@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body
 from pydantic import BaseModel, ConfigDict, Field
 
 from eatcloud.api.deps import AppSettings, Auth, Caller, ClientAddress, Hashing, Pool, Services
-from eatcloud.api.security import Role
+from eatcloud.api.security import AccountSuspended, Role
 from eatcloud.errors import NotFound, Unauthorized, Unprocessable
 from eatcloud.locks import rate_limit
 from eatcloud.postgres.users import (
@@ -103,6 +103,7 @@ async def signup(
     response_model=TokenResponse,
     summary="Exchange credentials for tokens",
     responses={
+        403: {"description": "the account is suspended (account-suspended)"},
         429: {"description": "too many attempts (this e-mail, this address); see Retry-After"},
         503: {"description": "too many passwords being checked right now; see Retry-After"},
     },
@@ -129,6 +130,8 @@ async def login(
     if not verified.ok:
         raise Unauthorized("wrong e-mail or password")
     assert user is not None and user.password_hash is not None
+    if user.suspended_at is not None:  # told only to whoever knows the password
+        raise AccountSuspended()
     if verified.rehashed is not None:  # made with older parameters: store today's
         await replace_password_hash(db, user.id, user.password_hash, verified.rehashed)
     pair = await auth.open_session(user.id, Role(user.role))
@@ -137,7 +140,12 @@ async def login(
     )
 
 
-@router.post("/refresh", response_model=TokenResponse, summary="Rotate the refresh token")
+@router.post(
+    "/refresh",
+    response_model=TokenResponse,
+    summary="Rotate the refresh token",
+    responses={403: {"description": "the account is suspended (account-suspended)"}},
+)
 async def refresh(body: Annotated[RefreshRequest, Body()], auth: Auth) -> TokenResponse:
     pair = await auth.refresh(body.refresh_token)
     return TokenResponse(

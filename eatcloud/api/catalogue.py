@@ -111,7 +111,8 @@ class Accepted(_Out):
 
 
 def visible(store: dict[str, Any], who: Principal) -> dict[str, Any]:
-    """Approved stores are public; others only to their manager and to admins (else 404)."""
+    """Approved stores are public; others (PENDING, REJECTED, SUSPENDED) only to their manager
+    and to admins (else 404)."""
     if (
         store["status"] == "APPROVED"
         or who.role is Role.ADMIN
@@ -217,12 +218,32 @@ async def admin_stores(
     return await c.stores_by_status(db, status)
 
 
+# Suspend and reactivate come before "/{decision}", which would take their paths too.
+@router.post(
+    "/admin/stores/{store_id}/suspend",
+    response_model=Store,
+    summary="Suspend an approved store: hidden from customers, no orders, no menu changes",
+    responses={404: {"description": "no such store"}, 409: {"description": "not APPROVED"}},
+)
+async def suspend_store(store_id: Id, db: Pool, who: Admin) -> dict[str, Any]:
+    return await c.decide_store(db, store_id, "suspend")
+
+
+@router.post(
+    "/admin/stores/{store_id}/reactivate",
+    response_model=Store,
+    summary="Reactivate a suspended store: APPROVED again",
+    responses={404: {"description": "no such store"}, 409: {"description": "not SUSPENDED"}},
+)
+async def reactivate_store(store_id: Id, db: Pool, who: Admin) -> dict[str, Any]:
+    return await c.decide_store(db, store_id, "reactivate")
+
+
 @router.post("/admin/stores/{store_id}/{decision}", response_model=Store)
 async def decide_store(
-    store_id: Id, decision: Literal["approve", "reject", "suspend"], db: Pool, who: Admin
+    store_id: Id, decision: Literal["approve", "reject"], db: Pool, who: Admin
 ) -> dict[str, Any]:
-    status = {"approve": "APPROVED", "reject": "REJECTED", "suspend": "SUSPENDED"}[decision]
-    return await c.set_store_status(db, store_id, status)
+    return await c.decide_store(db, store_id, decision)
 
 
 @router.get("/stores/{store_id}/menus", response_model=list[Menu])

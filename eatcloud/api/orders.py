@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from eatcloud.api.deps import AppSettings, Customer, Id, Pool, Services
-from eatcloud.checkout import CheckoutRequest, checkout
+from eatcloud.checkout import CheckoutRequest, StoreSuspended, checkout
 from eatcloud.errors import Unprocessable
 from eatcloud.locks import cart, rate_limit
 from eatcloud.observability.context import trace_headers
@@ -102,7 +102,9 @@ IdempotencyKey = Annotated[
         "`Idempotent-Replayed: true` instead of a new order."
     ),
     responses={
-        409: {"description": "sold out, store closed, or another checkout in progress"},
+        409: {
+            "description": "sold out, store closed or suspended, or another checkout in progress"
+        },
         429: {"description": "too many checkouts; see Retry-After"},
         422: {"description": "invalid order, or an Idempotency-Key reused with another body"},
     },
@@ -169,7 +171,9 @@ async def put_cart_item(
     menu_id: Id, body: CartItemIn, db: Pool, who: Customer, services: Services
 ) -> Cart:
     store = await c.get_store(db, body.store_id)
-    if store["status"] != "APPROVED":
+    if store["status"] == "SUSPENDED" and body.quantity:  # taking items out is still fine
+        raise StoreSuspended(store["id"])
+    if store["status"] not in ("APPROVED", "SUSPENDED"):
         raise Unprocessable("no such store")
     if body.quantity:
         await c.get_menu(db, body.store_id, menu_id)

@@ -1,13 +1,22 @@
 """Who is calling: argon2 passwords, short-lived access JWTs and refresh-token sessions in Redis.
 
-A login opens a *session*: a Redis hash ``auth:session:{sid}`` holding the user, the role and
-the hash of the session's current refresh token. Access tokens are HS256 JWTs (iss, aud, exp,
-jti) naming their session in ``sid``, and every request checks that the session still
-exists. So:
+A login opens a *session*: a Redis hash ``auth:session:{sid}`` holding the user, the role,
+the hash of the session's current refresh token and the account's *generation* when it was
+opened. Access tokens are HS256 JWTs (iss, aud, exp, jti) naming their session in ``sid``,
+and every request checks that the session still exists. So:
 - logout deletes the session, and its access tokens stop working at once, not at expiry;
 - a refresh rotates the refresh token (the old one is dead);
 - presenting a refresh token that was already rotated away revokes the whole session: a
   stolen token and its legitimate twin both stop working (reuse detection).
+
+An account's *standing* is a second hash, ``auth:user:{user_id}``: its generation (0 when
+absent) and, while an admin has it suspended, ``suspended``. Suspending moves the generation
+on, which revokes every session the account had (a session counts only while its generation
+is the account's), and while suspended no session opens, refreshes or authenticates (403
+``account-suspended``). Reactivating lifts ``suspended`` only: the revoked sessions stay
+revoked, and the user logs in again. Each request reads the session and the standing in one
+round trip. PostgreSQL (``users.suspended_at``) is the record the admins see and login checks;
+the standing has no expiry, so that Redis must not evict keys without one.
 """
 
 from __future__ import annotations
@@ -20,14 +29,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from redis.exceptions import RedisError
 
-from eatcloud.errors import Busy, InfrastructureError, Unauthorized
+from eatcloud.errors import Busy, Forbidden, InfrastructureError, Unauthorized
 from eatcloud.locks import script
 from eatcloud.resources import Clock, Redis, SystemClock
 from eatcloud.settings import AuthSettings, get_settings
@@ -36,6 +45,7 @@ _ALGORITHM = "HS256"
 # A session remembers this many of its earlier refresh secrets: presenting one of them is reuse
 # (a stolen token raced its owner) and revokes the session; any other wrong secret is refused.
 RETIRED_SECRETS = 32
+_REVOKED = "the session was revoked when the account was suspended; log in again"
 T = TypeVar("T")
 
 
@@ -43,6 +53,15 @@ class Role(StrEnum):
     CUSTOMER = "CUSTOMER"
     MANAGER = "MANAGER"
     ADMIN = "ADMIN"
+
+
+class AccountSuspended(Forbidden):
+    """An admin has suspended the account: it may not log in, refresh or call the API."""
+
+    slug = "account-suspended"
+
+    def __init__(self) -> None:
+        super().__init__("this account is suspended")
 
 
 @dataclass(frozen=True)
@@ -147,17 +166,21 @@ class Authenticator:
     def _key(self, session: str) -> str:
         return f"auth:session:{session}"
 
+    def _standing(self, user_id: str) -> str:
+        return f"auth:user:{user_id}"
+
     async def open_session(self, user_id: str, role: Role) -> TokenPair:
+        """A new session, or ``AccountSuspended``."""
         session, secret = uuid.uuid4().hex, secrets.token_urlsafe(32)
-        key = self._key(session)
         try:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hset(key, mapping={"user": user_id, "role": role.value,
-                                        "refresh": _digest(secret)})  # fmt: skip
-                pipe.expire(key, self.settings.refresh_ttl_seconds)
-                await pipe.execute()
+            opened = await script(self.redis, "open_session")(
+                keys=[self._key(session), self._standing(user_id)],
+                args=[user_id, role.value, _digest(secret), self.settings.refresh_ttl_seconds],
+            )
         except RedisError as exc:
             raise InfrastructureError(f"session store: {exc}") from exc
+        if opened != 1:
+            raise AccountSuspended()
         return self._pair(user_id, role, session, secret)
 
     async def refresh(self, refresh_token: str) -> TokenPair:
@@ -165,9 +188,31 @@ class Authenticator:
         if not session or not secret:
             raise Unauthorized("malformed refresh token")
         new_secret = secrets.token_urlsafe(32)
+        result = await self._rotate(session, secret, new_secret)
+        if result[0] == -1:
+            raise Unauthorized("refresh token reused: the session is revoked, log in again")
+        if result[0] == -2:
+            raise Unauthorized("invalid refresh token")
+        if result[0] == -3:
+            raise AccountSuspended()
+        if result[0] == -4:
+            raise Unauthorized(_REVOKED)
+        if result[0] != 1:
+            raise Unauthorized("unknown or expired session, log in again")
+        user, role = result[1].decode(), Role(result[2].decode())
+        return self._pair(user, role, session, new_secret)
+
+    async def _rotate(self, session: str, secret: str, new_secret: str) -> list[Any]:
+        """The answer of ``rotate_refresh.lua`` ({0} for a session that does not exist)."""
+        key = self._key(session)
         try:
-            result = await script(self.redis, "rotate_refresh")(
-                keys=[self._key(session)],
+            # A session's user never changes: read first, it names the standing the script
+            # checks (a script touches only the keys it is given).
+            owner = _text((await self.redis.hmget(key, ["user"]))[0])
+            if owner is None:
+                return [0]
+            result: list[Any] = await script(self.redis, "rotate_refresh")(
+                keys=[key, self._standing(owner)],
                 args=[
                     _digest(secret), _digest(new_secret), self.settings.refresh_ttl_seconds,
                     RETIRED_SECRETS,
@@ -175,14 +220,7 @@ class Authenticator:
             )  # fmt: skip
         except RedisError as exc:
             raise InfrastructureError(f"session store: {exc}") from exc
-        if result[0] == -1:
-            raise Unauthorized("refresh token reused: the session is revoked, log in again")
-        if result[0] == -2:
-            raise Unauthorized("invalid refresh token")
-        if result[0] != 1:
-            raise Unauthorized("unknown or expired session, log in again")
-        user, role = result[1].decode(), Role(result[2].decode())
-        return self._pair(user, role, session, new_secret)
+        return result
 
     async def authenticate(self, access_token: str) -> Principal:
         try:
@@ -198,7 +236,10 @@ class Authenticator:
         except (jwt.InvalidTokenError, ValueError) as exc:
             raise Unauthorized(f"invalid access token: {exc}") from exc
         try:
-            user, role = await self.redis.hmget(self._key(principal.session), ["user", "role"])
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hmget(self._key(principal.session), ["user", "role", "generation"])
+                pipe.hmget(self._standing(principal.user_id), ["generation", "suspended"])
+                (user, role, generation), (current, suspended) = await pipe.execute()
         except RedisError as exc:
             raise InfrastructureError(f"session store: {exc}") from exc
         if user is None:
@@ -207,11 +248,32 @@ class Authenticator:
         # one's own session cannot claim another user or a higher role.
         if _text(user) != principal.user_id or _text(role) != principal.role.value:
             raise Unauthorized("the access token does not match its session")
+        if suspended is not None:
+            raise AccountSuspended()
+        if (_text(generation) or "0") != (_text(current) or "0"):
+            raise Unauthorized(_REVOKED)
         return principal
 
     async def close_session(self, principal: Principal) -> None:
         try:
             await self.redis.delete(self._key(principal.session))
+        except RedisError as exc:
+            raise InfrastructureError(f"session store: {exc}") from exc
+
+    async def suspend(self, user_id: str) -> None:
+        """Revoke every session of the account, and open none until ``reactivate``."""
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hincrby(self._standing(user_id), "generation", 1)
+                pipe.hset(self._standing(user_id), mapping={"suspended": "1"})
+                await pipe.execute()
+        except RedisError as exc:
+            raise InfrastructureError(f"session store: {exc}") from exc
+
+    async def reactivate(self, user_id: str) -> None:
+        """Let the account log in again (its sessions from before stay revoked)."""
+        try:
+            await self.redis.hdel(self._standing(user_id), "suspended")
         except RedisError as exc:
             raise InfrastructureError(f"session store: {exc}") from exc
 

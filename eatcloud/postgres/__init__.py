@@ -46,3 +46,10 @@ async def create_pool(settings: PostgresSettings, *, min_size: int = 1, max_size
         command_timeout=30,
         timeout=settings.connect_timeout_seconds,  # per connection attempt
     )
+
+
+def contains_pattern(text: str) -> str:
+    """An ILIKE pattern matching values that contain ``text`` as typed: its ``%``, ``_`` and
+    ``\\`` are matched literally, not as wildcards."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"

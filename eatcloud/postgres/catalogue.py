@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 
 from eatcloud.errors import Conflict, NotFound, Unprocessable
+from eatcloud.postgres import contains_pattern
 from eatcloud.postgres.outbox import enqueue
 from eatcloud.streams import records as r
 
@@ -123,15 +124,38 @@ async def update_store(db: Any, store_id: str, changes: dict[str, Any]) -> dict[
     return await get_store(db, store_id)
 
 
-async def set_store_status(db: Any, store_id: str, status: str) -> dict[str, Any]:
+# An admin's decisions about a store: the status each one sets, the statuses it may be taken
+# from (None: any) and what a refusal says. Only an APPROVED store takes orders, shows to
+# customers and changes its menus. Reactivating returns a store to APPROVED, so only an
+# APPROVED store can be suspended: suspending a PENDING one must not become a way around its
+# approval. Repeating a decision answers the same state.
+STORE_DECISIONS: dict[str, tuple[str, tuple[str, ...] | None, str]] = {
+    "approve": ("APPROVED", None, ""),
+    "reject": ("REJECTED", None, ""),
+    "suspend": ("SUSPENDED", ("APPROVED", "SUSPENDED"), "only an APPROVED store is suspended"),
+    "reactivate": (
+        "APPROVED",
+        ("SUSPENDED", "APPROVED"),
+        "only a SUSPENDED store is reactivated (approve a PENDING or REJECTED one)",
+    ),
+}
+
+
+async def decide_store(db: Any, store_id: str, decision: str) -> dict[str, Any]:
+    """The store after an admin's ``decision`` (``STORE_DECISIONS``); 404 for no such store,
+    409 when the store's status does not allow it."""
+    status, allowed, refusal = STORE_DECISIONS[decision]
     done = await db.execute(
-        "UPDATE stores SET status = $2, updated_at = now() WHERE id = $1",
+        """UPDATE stores SET status = $2, updated_at = now()
+           WHERE id = $1 AND ($3::text[] IS NULL OR status = ANY($3::text[]))""",
         _uuid(store_id, "store"),
         status,
+        allowed,
     )
+    store = await get_store(db, store_id)  # 404 when there is no such store
     if done.endswith(" 0"):
-        raise NotFound("no such store")
-    return await get_store(db, store_id)
+        raise Conflict(f"the store is {store['status']}: {refusal}")
+    return store
 
 
 async def stores_of(db: Any, manager_id: str) -> list[dict[str, Any]]:
@@ -176,7 +200,7 @@ async def nearby(
 
 async def search(db: Any, q: str, page: int, size: int) -> tuple[list[dict[str, Any]], int]:
     """Approved stores whose name, description or a live menu's name contains ``q``."""
-    pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    pattern = contains_pattern(q)
     where = """s.status = 'APPROVED' AND (s.name ILIKE $1 OR s.description ILIKE $1 OR EXISTS (
                  SELECT 1 FROM menus m WHERE m.store_id = s.id AND m.deleted_at IS NULL
                  AND m.name ILIKE $1))"""

@@ -1,7 +1,8 @@
-"""Accounts in PostgreSQL: create one, find one by e-mail or id."""
+"""Accounts in PostgreSQL: create one, find one by e-mail or id, list, suspend, reactivate."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import asyncpg
 
 from eatcloud.errors import Conflict
+from eatcloud.postgres import contains_pattern
 
 
 class EmailTaken(Conflict):
@@ -22,10 +24,46 @@ class User:
     role: str
     name: str
     password_hash: str
+    suspended_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class Account:
+    """An account as admins see it: no password hash, with its standing."""
+
+    id: str
+    email: str
+    name: str
+    role: str
+    created_at: dt.datetime
+    suspended_at: dt.datetime | None
+    suspension_reason: str | None
+
+
+_ACCOUNT_COLUMNS = "id, email, name, role, created_at, suspended_at, suspension_reason"
 
 
 def _user(row: Any) -> User:
-    return User(str(row["id"]), row["email"], row["role"], row["name"], row["password_hash"])
+    return User(
+        str(row["id"]),
+        row["email"],
+        row["role"],
+        row["name"],
+        row["password_hash"],
+        row["suspended_at"],
+    )
+
+
+def _account(row: Any) -> Account:
+    return Account(**{**dict(row), "id": str(row["id"])})
+
+
+def _key(user_id: str) -> uuid.UUID | None:
+    """The id as a UUID, or None (an id that is no UUID names nobody)."""
+    try:
+        return uuid.UUID(user_id)
+    except ValueError:
+        return None
 
 
 async def create_user(pool: Any, email: str, password_hash: str, role: str, name: str) -> User:
@@ -52,11 +90,8 @@ async def user_by_email(pool: Any, email: str) -> User | None:
 
 async def user_by_id(pool: Any, user_id: str) -> User | None:
     """The user, or None (an id that is no UUID names nobody)."""
-    try:
-        key = uuid.UUID(user_id)
-    except ValueError:
-        return None
-    row = await pool.fetchrow("SELECT * FROM users WHERE id = $1", key)
+    key = _key(user_id)
+    row = None if key is None else await pool.fetchrow("SELECT * FROM users WHERE id = $1", key)
     return None if row is None else _user(row)
 
 
@@ -69,3 +104,68 @@ async def replace_password_hash(pool: Any, user_id: str, old: str, new: str) -> 
         old,
         new,
     )
+
+
+async def accounts(
+    pool: Any,
+    *,
+    text: str | None,
+    role: str | None,
+    suspended: bool | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[Account], int]:
+    """Accounts whose e-mail or name contains ``text`` (any case), of ``role``, suspended or
+    not, newest first; and how many there are in all."""
+    where = """($1::text IS NULL OR email ILIKE $1 OR name ILIKE $1)
+               AND ($2::text IS NULL OR role = $2)
+               AND ($3::boolean IS NULL OR (suspended_at IS NOT NULL) = $3)"""
+    pattern = None if text is None else contains_pattern(text)
+    total = await pool.fetchval(
+        f"SELECT count(*) FROM users WHERE {where}", pattern, role, suspended
+    )
+    rows = await pool.fetch(
+        f"""SELECT {_ACCOUNT_COLUMNS} FROM users WHERE {where}
+            ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5""",
+        pattern,
+        role,
+        suspended,
+        limit,
+        offset,
+    )
+    return [_account(row) for row in rows], int(total)
+
+
+async def account_by_id(pool: Any, user_id: str) -> Account | None:
+    return await _one(pool, f"SELECT {_ACCOUNT_COLUMNS} FROM users WHERE id = $1", user_id)
+
+
+async def suspend(pool: Any, user_id: str, reason: str | None) -> Account | None:
+    """The account, suspended with ``reason``; one that is suspended already keeps its time
+    and reason (a repeated suspension answers the same state). None for no such account."""
+    return await _one(
+        pool,
+        f"""UPDATE users SET suspended_at = coalesce(suspended_at, now()),
+                suspension_reason = CASE WHEN suspended_at IS NULL THEN $2
+                                         ELSE suspension_reason END
+            WHERE id = $1 RETURNING {_ACCOUNT_COLUMNS}""",
+        user_id,
+        reason,
+    )
+
+
+async def reactivate(pool: Any, user_id: str) -> Account | None:
+    """The account in good standing again; None for no such account."""
+    return await _one(
+        pool,
+        f"""UPDATE users SET suspended_at = NULL, suspension_reason = NULL
+            WHERE id = $1 RETURNING {_ACCOUNT_COLUMNS}""",
+        user_id,
+    )
+
+
+async def _one(pool: Any, sql: str, user_id: str, *args: Any) -> Account | None:
+    """The account row that ``sql`` (with the id as $1) answers, or None."""
+    key = _key(user_id)
+    row = None if key is None else await pool.fetchrow(sql, key, *args)
+    return None if row is None else _account(row)
