@@ -252,6 +252,14 @@ async def menus(store_id: Id, db: Pool, who: Caller) -> list[dict[str, Any]]:
     return await c.menus_of(db, store_id)
 
 
+@router.get(
+    "/stores/{store_id}/menus/{menu_id}", response_model=Menu, summary="One menu of a store"
+)
+async def menu(store_id: Id, menu_id: Id, db: Pool, who: Caller) -> dict[str, Any]:
+    visible(await c.get_store(db, store_id), who)
+    return await c.get_menu(db, store_id, menu_id)
+
+
 @router.post("/stores/{store_id}/menus", status_code=201, response_model=Menu)
 async def create_menu(
     store_id: Id, body: MenuIn, db: Pool, who: Manager, settings: AppSettings

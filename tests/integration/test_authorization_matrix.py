@@ -42,6 +42,7 @@ POLICY: dict[str, Any] = {
     "POST /api/v1/admin/stores/{store_id}/reactivate": A,
     "POST /api/v1/admin/stores/{store_id}/{decision}": A,
     "GET /api/v1/stores/{store_id}/menus": ANY,
+    "GET /api/v1/stores/{store_id}/menus/{menu_id}": ANY,
     "POST /api/v1/stores/{store_id}/menus": M,
     "PATCH /api/v1/stores/{store_id}/menus/{menu_id}": M,
     "DELETE /api/v1/stores/{store_id}/menus/{menu_id}": M,

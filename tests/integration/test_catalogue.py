@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -126,6 +127,20 @@ async def test_menus_belong_to_their_manager_and_search_finds_stores_by_menu_nam
     assert found.json()["total"] == 1
     listed = await api.client.get(menus, headers=bearer(customer["access_token"]))
     assert [m["price"] for m in listed.json()] == [8_500]
+    one = await api.client.get(
+        f"{menus}/{created.json()['id']}", headers=bearer(customer["access_token"])
+    )
+    assert one.status_code == 200 and one.json() == listed.json()[0]
+    # Sold out: the manager's toggle, shown on the menu (checkout refuses it, test_checkout).
+    toggled = await api.client.patch(
+        f"{menus}/{created.json()['id']}",
+        json={"available": False},
+        headers=bearer(manager["access_token"]),
+    )
+    assert toggled.status_code == 200 and toggled.json()["available"] is False
+    for missing in (f"{menus}/{uuid.uuid4()}", f"{menus}/not-an-id"):
+        answer = await api.client.get(missing, headers=bearer(customer["access_token"]))
+        assert answer.status_code == 404, answer.text
 
     gone = await api.client.delete(
         f"{menus}/{created.json()['id']}", headers=bearer(manager["access_token"])
