@@ -357,13 +357,20 @@ async def check_read_models(p: Platform, ids: list[str], store: str, menu: str) 
 
 
 async def check_rebuild(p: Platform) -> None:
-    tables = ("order_view", "order_timeline", "stock_view", "store_sales")
-    keys = {"order_view": "order_id", "order_timeline": "order_id, event_id"}
+    tables = ("order_view", "order_timeline", "stock_view", "store_sales", "points_view",
+              "points_history")  # fmt: skip
+    keys = {
+        "order_view": "order_id",
+        "order_timeline": "order_id, event_id",
+        "points_view": "customer_id",
+        "points_history": "event_id",
+    }
 
     async def snapshot() -> dict[str, list[dict[str, Any]]]:
+        # Without the timeline's ``seq``: a rebuild numbers its rows after the live ones.
         return {
             name: [
-                dict(row)
+                {k: v for k, v in row.items() if k != "seq"}
                 for row in await p.api.pool.fetch(
                     f"SELECT * FROM {name} ORDER BY {keys.get(name, '1, 2')}"
                 )
