@@ -8,7 +8,10 @@ The order of the checks is the point:
 2. one checkout per customer at a time (a Redis lock with a token and an expiry): two
    different checkouts at once get 409 instead of a second order;
 3. server-side prices: the store's live menus, never the client's numbers (an approved store:
-   a suspended one is refused with 409 ``store-suspended``);
+   a suspended one is refused with 409 ``store-suspended``), and the store's own terms
+   (``eatcloud.store_rules``): open now (409 ``store-closed``), its minimum amount (422
+   ``below-minimum``) and, for a DELIVERY that gives its coordinates, its delivery radius
+   (422 ``outside-delivery-area``);
 4. the hot-path stock gate (Redis Lua): sold-out lines get 409 before anything is written;
 5. the order row and its outbox row in one transaction; the gate's holds are given back if
    that transaction fails.
@@ -33,6 +36,7 @@ from eatcloud.locks.lock import held
 from eatcloud.observability import context
 from eatcloud.observability.metrics import metrics
 from eatcloud.postgres import outbox
+from eatcloud.store_rules import check_delivery, check_minimum, check_open
 from eatcloud.streams import records as r
 
 LOCK_TTL_MS = 10_000
@@ -42,6 +46,9 @@ BUSY = "another checkout of yours is in progress; retry in a moment"
 MAX_ORDER_TOTAL = 100_000_000
 
 
+_SINCE_COORDINATES = ("delivery_lat", "delivery_lon")
+
+
 @dataclass(frozen=True)
 class CheckoutRequest:
     store_id: str | None
@@ -49,9 +56,18 @@ class CheckoutRequest:
     points: int
     fulfilment: str
     delivery_address: str | None
+    # The delivery point, checked against the store's radius; None: the text address only
+    # (no radius check), as before coordinates existed.
+    delivery_lat: float | None = None
+    delivery_lon: float | None = None
 
     def fingerprint(self) -> str:
-        body = orjson.dumps(self.__dict__, option=orjson.OPT_SORT_KEYS)
+        # Coordinates count only when given, so a request without them keeps the fingerprint
+        # it had before they existed (an Idempotency-Key replayed across the upgrade).
+        fields = {
+            k: v for k, v in self.__dict__.items() if v is not None or k not in _SINCE_COORDINATES
+        }
+        body = orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
         return hashlib.sha256(body).hexdigest()
 
 
@@ -238,7 +254,8 @@ async def _priced(
     # The store and the ordered menus in one round trip (a store row with no menu rows when
     # none of them matches).
     rows = await pool.fetch(
-        """SELECT s.status, s.is_open, m.id AS menu_id, m.price, m.available
+        """SELECT s.id, s.status, s.is_open, s.time_zone, s.hours, s.closed_dates,
+                  s.min_order_amount, m.id AS menu_id, m.price, m.available
            FROM stores s LEFT JOIN menus m
              ON m.store_id = s.id AND m.id = ANY($2::uuid[]) AND m.deleted_at IS NULL
            WHERE s.id = $1""",
@@ -249,8 +266,7 @@ async def _priced(
         raise StoreSuspended(store_id)
     if not rows or rows[0]["status"] != "APPROVED":
         raise NotFound("no such store")
-    if not rows[0]["is_open"]:
-        raise Conflict("the store is closed")
+    check_open(rows[0])
     menus = {str(row["menu_id"]): row for row in rows if row["menu_id"] is not None}
     for menu_id, _ in lines:
         if menu_id not in menus:
@@ -263,6 +279,10 @@ async def _priced(
     total = sum(line.unit_price * line.quantity for line in order_lines)
     if total > MAX_ORDER_TOTAL:
         raise Unprocessable(f"the order's total ({total}) is over the limit of {MAX_ORDER_TOTAL}")
+    check_minimum(rows[0], total)
+    if request.fulfilment == "DELIVERY" and request.delivery_lat is not None:
+        assert request.delivery_lon is not None  # the API takes both or neither
+        await check_delivery(pool, rows[0], request.delivery_lat, request.delivery_lon)
     if request.points > total:
         raise Unprocessable(f"points ({request.points}) may not exceed the total ({total})")
     return r.PlaceOrder(

@@ -16,6 +16,8 @@ from urllib.parse import urlencode
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from eatcloud.domain.hours import known_time_zone
+
 # The key that tokens are signed with when ``env`` is ``test`` and none is set: public, so
 # no other environment accepts it (nor any key that looks like a placeholder).
 TEST_JWT_SECRET = "test-only-placeholder-key-never-use-it-elsewhere-0123456789"
@@ -295,6 +297,9 @@ class ApiSettings(_Group):
     # Quotas: stores per manager, menus per store (409 past them).
     stores_per_manager: int = Field(default=20, ge=1)
     menus_per_store: int = Field(default=500, ge=1)
+    # The IANA time zone of a new store whose manager names none: its opening hours are wall
+    # clock times there (docs/api.md, Stores). Stores keep the zone they were made with.
+    store_time_zone: str = "Asia/Seoul"
     # The Swagger UI (/docs, its assets served by the API) and the OpenAPI document
     # (/openapi.json). On by default; an operator may hide them from the public.
     docs_enabled: bool = True
@@ -305,6 +310,11 @@ class ApiSettings(_Group):
     # proxies keep the stream open; a stream ends after ``sse_max_seconds`` (clients resume).
     sse_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
     sse_max_seconds: float = Field(default=1800.0, gt=0)
+
+    @field_validator("store_time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return known_time_zone(value)
 
     @field_validator("trusted_proxies")
     @classmethod

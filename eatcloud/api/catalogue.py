@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from eatcloud.api.deps import Admin, AppSettings, Caller, Id, Manager, Pool, Services
 from eatcloud.api.limits import offset_of
 from eatcloud.api.security import Principal, Role
+from eatcloud.checkout import MAX_ORDER_TOTAL
+from eatcloud.domain.hours import interval_minutes, known_time_zone
 from eatcloud.errors import Conflict, NotFound
 from eatcloud.locks import rate_limit
 from eatcloud.observability.context import trace_headers
@@ -37,6 +40,24 @@ class Category(CategoryIn):
     pass
 
 
+def _interval(value: tuple[str, str]) -> tuple[str, str]:
+    interval_minutes(*value)  # ValueError: an empty interval, or one starting at 24:00
+    return value
+
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+Clock = Annotated[str, Field(pattern=r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$")]
+Interval = Annotated[tuple[Clock, Clock], AfterValidator(_interval)]
+# Opening hours (eatcloud/domain/hours.py): local wall-clock intervals per weekday; a day left
+# out has none; an interval whose end is not after its start runs past midnight.
+Hours = dict[Weekday, Annotated[list[Interval], Field(max_length=6)]]
+TimeZone = Annotated[
+    str,
+    Field(min_length=1, max_length=64, examples=["Asia/Seoul"]),
+    AfterValidator(known_time_zone),
+]
+
+
 class StoreIn(_Schema):
     name: str = Field(min_length=1, max_length=120)
     description: str = Field(default="", max_length=2000)
@@ -44,6 +65,7 @@ class StoreIn(_Schema):
     address: str = Field(default="", max_length=300)
     lat: float = Field(ge=-90, le=90)
     lon: float = Field(ge=-180, le=180)
+    time_zone: TimeZone | None = Field(default=None, description="default: the platform's")
 
 
 class StoreChange(_Schema):
@@ -51,6 +73,27 @@ class StoreChange(_Schema):
     description: str | None = Field(default=None, max_length=2000)
     address: str | None = Field(default=None, max_length=300)
     is_open: bool | None = None
+    time_zone: TimeZone | None = None
+    hours: Hours | None = Field(
+        default=None,
+        description="replaces the week; null clears it (open whenever is_open)",
+        examples=[{"mon": [["09:00", "22:00"]], "fri": [["11:00", "15:00"], ["18:00", "02:00"]]}],
+    )
+    closed_dates: list[date] | None = Field(default=None, max_length=366)
+    min_order_amount: int | None = Field(default=None, ge=0, le=MAX_ORDER_TOTAL)
+    delivery_radius_m: int | None = Field(default=None, ge=1, le=50_000)
+
+    @field_validator("closed_dates")
+    @classmethod
+    def _distinct(cls, value: list[date] | None) -> list[date] | None:
+        return None if value is None else sorted(set(value))
+
+    def changes(self) -> dict[str, Any]:
+        """The columns to set: the fields given, but null only where it means something."""
+        out = self.model_dump(exclude_none=True)
+        if "hours" in self.model_fields_set and self.hours is None:
+            out["hours"] = None
+        return out
 
 
 class Store(_Out):
@@ -64,6 +107,12 @@ class Store(_Out):
     lon: float
     status: Literal["PENDING", "APPROVED", "REJECTED", "SUSPENDED"]
     is_open: bool
+    open_now: bool = Field(description="is_open, within its hours and not a closed date")
+    time_zone: str
+    hours: dict[str, list[tuple[str, str]]] | None
+    closed_dates: list[date]
+    min_order_amount: int
+    delivery_radius_m: int
     distance_m: float | None = None
 
 
@@ -156,7 +205,8 @@ async def delete_category(code: str, db: Pool, who: Admin) -> None:
 async def create_store(
     body: StoreIn, db: Pool, who: Manager, settings: AppSettings
 ) -> dict[str, Any]:
-    return await c.create_store(db, who.user_id, body.model_dump(), settings.api.stores_per_manager)
+    fields = {**body.model_dump(), "time_zone": body.time_zone or settings.api.store_time_zone}
+    return await c.create_store(db, who.user_id, fields, settings.api.stores_per_manager)
 
 
 @router.get("/stores/mine", response_model=list[Store], summary="The caller's stores")
@@ -164,7 +214,7 @@ async def my_stores(db: Pool, who: Manager) -> list[dict[str, Any]]:
     return await c.stores_of(db, who.user_id)
 
 
-@router.get("/stores/nearby", response_model=list[Store], summary="Open stores near a point")
+@router.get("/stores/nearby", response_model=list[Store], summary="Stores open now near a point")
 async def nearby(
     db: Pool,
     who: Caller,
@@ -204,7 +254,7 @@ async def store(store_id: Id, db: Pool, who: Caller) -> dict[str, Any]:
 @router.patch("/stores/{store_id}", response_model=Store, summary="Change the caller's store")
 async def change_store(store_id: Id, body: StoreChange, db: Pool, who: Manager) -> dict[str, Any]:
     await owned_store(db, store_id, who)
-    return await c.update_store(db, store_id, body.model_dump(exclude_none=True))
+    return await c.update_store(db, store_id, body.changes())
 
 
 @router.get("/admin/stores", response_model=list[Store])

@@ -36,11 +36,17 @@ class OrderCreate(_In):
     points: int = Field(default=0, ge=0, le=100_000_000)
     fulfilment: Literal["DELIVERY", "PICKUP"] = "DELIVERY"
     delivery_address: str | None = Field(default=None, min_length=1, max_length=300)
+    delivery_lat: float | None = Field(
+        default=None, ge=-90, le=90, description="with delivery_lon: checked against the radius"
+    )
+    delivery_lon: float | None = Field(default=None, ge=-180, le=180)
 
     @model_validator(mode="after")
     def _address_for_delivery(self) -> OrderCreate:
         if self.fulfilment == "DELIVERY" and not self.delivery_address:
             raise ValueError("delivery_address is required for DELIVERY")
+        if (self.delivery_lat is None) != (self.delivery_lon is None):
+            raise ValueError("delivery_lat and delivery_lon go together")
         return self
 
 
@@ -103,10 +109,15 @@ IdempotencyKey = Annotated[
     ),
     responses={
         409: {
-            "description": "sold out, store closed or suspended, or another checkout in progress"
+            "description": "sold out, store closed (`store-closed`, with `opens_at`) or "
+            "suspended, or another checkout in progress"
         },
         429: {"description": "too many checkouts; see Retry-After"},
-        422: {"description": "invalid order, or an Idempotency-Key reused with another body"},
+        422: {
+            "description": "invalid order, below the store's minimum (`below-minimum`), a "
+            "delivery point outside its radius (`outside-delivery-area`), or an "
+            "Idempotency-Key reused with another body"
+        },
     },
 )
 async def place_order(
@@ -128,6 +139,8 @@ async def place_order(
         points=body.points,
         fulfilment=body.fulfilment,
         delivery_address=body.delivery_address,
+        delivery_lat=body.delivery_lat,
+        delivery_lon=body.delivery_lon,
     )
     done = await checkout(
         db,

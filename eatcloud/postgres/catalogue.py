@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
+from eatcloud.domain.hours import open_now
 from eatcloud.errors import Conflict, NotFound, Unprocessable
 from eatcloud.postgres import contains_pattern
 from eatcloud.postgres.outbox import enqueue
+from eatcloud.store_rules import schedule_of
 from eatcloud.streams import records as r
 
 _STORE_COLUMNS = """s.id, s.manager_id, s.name, s.description, s.category_code, s.address,
     ST_Y(s.location::geometry) AS lat, ST_X(s.location::geometry) AS lon, s.status, s.is_open,
-    s.created_at"""
+    s.time_zone, s.hours, s.closed_dates, s.min_order_amount, s.delivery_radius_m, s.created_at"""
 _MENU_COLUMNS = "m.id, m.store_id, m.name, m.description, m.price, m.unlimited, m.available"
 
 
@@ -39,9 +42,11 @@ async def _update(
         )
 
 
-def store_row(row: Any) -> dict[str, Any]:
+def store_row(row: Any, now: datetime | None = None) -> dict[str, Any]:
+    """A store as the API answers it, with ``open_now`` at ``now`` (default: the clock)."""
     out = dict(row)
     out["id"], out["manager_id"] = str(out["id"]), str(out["manager_id"])
+    out["open_now"] = open_now(schedule_of(out), now or datetime.now(UTC))
     return out
 
 
@@ -82,8 +87,8 @@ async def create_store(
         row = await db.fetchrow(
             f"""WITH s AS (
                   INSERT INTO stores (id, manager_id, name, description, category_code, address,
-                                      location)
-                  SELECT $1, $2, $3, $4, $5, $6, ST_SetSRID(ST_MakePoint($7, $8), 4326)
+                                      location, time_zone)
+                  SELECT $1, $2, $3, $4, $5, $6, ST_SetSRID(ST_MakePoint($7, $8), 4326), $10
                   WHERE (SELECT count(*) FROM stores WHERE manager_id = $2) < $9
                   RETURNING *)
                 SELECT {_STORE_COLUMNS} FROM s""",
@@ -96,6 +101,7 @@ async def create_store(
             fields["lon"],
             fields["lat"],
             quota,
+            fields["time_zone"],
         )
     except asyncpg.ForeignKeyViolationError as exc:
         raise Unprocessable(f"unknown category {fields['category_code']}") from exc
@@ -113,13 +119,18 @@ async def get_store(db: Any, store_id: str) -> dict[str, Any]:
     return store_row(row)
 
 
+# The columns of a store's own terms for orders (eatcloud/store_rules.py); ``hours`` None
+# clears the hours (open whenever is_open).
+STORE_TERMS = {"time_zone", "hours", "closed_dates", "min_order_amount", "delivery_radius_m"}
+
+
 async def update_store(db: Any, store_id: str, changes: dict[str, Any]) -> dict[str, Any]:
     await _update(
         db,
         "stores",
         _uuid(store_id, "store"),
         changes,
-        {"name", "description", "address", "is_open"},
+        STORE_TERMS | {"name", "description", "address", "is_open"},
     )
     return await get_store(db, store_id)
 
@@ -178,24 +189,39 @@ async def stores_by_status(db: Any, status: str | None) -> list[dict[str, Any]]:
 async def nearby(
     db: Any, lat: float, lon: float, radius_m: float, category: str | None, limit: int
 ) -> list[dict[str, Any]]:
-    """Approved, open stores within ``radius_m`` of (lat, lon), nearest first."""
-    rows = await db.fetch(
-        f"""SELECT {_STORE_COLUMNS},
-                   ST_Distance(s.location, ST_SetSRID(ST_MakePoint($2, $1), 4326)::geography)
-                       AS distance_m
-            FROM stores s
-            WHERE s.status = 'APPROVED' AND s.is_open
-              AND ($4::text IS NULL OR s.category_code = $4)
-              AND ST_DWithin(s.location, ST_SetSRID(ST_MakePoint($2, $1), 4326)::geography, $3)
-            ORDER BY distance_m, s.id
-            LIMIT $5""",
-        lat,
-        lon,
-        radius_m,
-        category,
-        limit,
-    )
-    return [{**store_row(r), "distance_m": round(r["distance_m"], 1)} for r in rows]
+    """Approved stores open now within ``radius_m`` of (lat, lon), nearest first.
+
+    PostGIS finds the candidates nearest first; whether each is open now is decided in Python
+    by the one open-now rule (``eatcloud.domain.hours``), so the candidates come in batches
+    until ``limit`` open ones are found or none are left.
+    """
+    now, offset, batch = datetime.now(UTC), 0, max(limit * 2, 50)
+    found: list[dict[str, Any]] = []
+    while len(found) < limit:
+        rows = await db.fetch(
+            f"""SELECT {_STORE_COLUMNS},
+                       ST_Distance(s.location, ST_SetSRID(ST_MakePoint($2, $1), 4326)::geography)
+                           AS distance_m
+                FROM stores s
+                WHERE s.status = 'APPROVED' AND s.is_open
+                  AND ($4::text IS NULL OR s.category_code = $4)
+                  AND ST_DWithin(s.location, ST_SetSRID(ST_MakePoint($2, $1), 4326)::geography,
+                                 $3)
+                ORDER BY distance_m, s.id
+                LIMIT $5 OFFSET $6""",
+            lat,
+            lon,
+            radius_m,
+            category,
+            batch,
+            offset,
+        )
+        stores = [store_row(r, now) for r in rows]
+        found += [{**s, "distance_m": round(s["distance_m"], 1)} for s in stores if s["open_now"]]
+        if len(rows) < batch:
+            break
+        offset += batch
+    return found[:limit]
 
 
 async def search(db: Any, q: str, page: int, size: int) -> tuple[list[dict[str, Any]], int]:
