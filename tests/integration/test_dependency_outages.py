@@ -25,9 +25,11 @@ from aiokafka import AIOKafkaProducer
 
 from eatcloud.agents.relay import OutboxRelay
 from eatcloud.api.app import create_app
+from eatcloud.api.changes import ChangeFeed
 from eatcloud.bootstrap import build
 from eatcloud.postgres import create_pool
 from eatcloud.postgres.outbox import backlog, enqueue
+from eatcloud.postgres.read_models import ORDER_CHANGES
 from eatcloud.settings import Settings
 from eatcloud.stack.postgres import FALLBACK_ROOT, PostgresService
 from eatcloud.streams import records as r
@@ -287,3 +289,51 @@ async def test_the_outbox_relay_sits_through_a_postgresql_restart_and_listens_ag
     assert crashed is None, repr(crashed)
     assert [v["delta"] for v in before] == [1]
     assert [v["delta"] for v in after] == [1, 2]
+
+
+async def test_the_order_change_feed_sits_through_a_postgresql_restart_and_listens_again(
+    private_postgres: PrivatePostgres,
+) -> None:
+    """The API's one LISTEN (live updates, ``?wait=``) loses its connection in a restart: its
+    watchers read once a second meanwhile, are all woken when it listens again, and hear the
+    next change. Its task never dies."""
+
+    async def notify(db: Settings) -> None:
+        conn = await asyncpg.connect(db.postgres.dsn())
+        try:
+            await conn.execute("SELECT pg_notify($1, 's1 o1')", ORDER_CHANGES)
+        finally:
+            await conn.close()
+
+    async with fresh_database(private_postgres.settings) as db:
+        services, feed = build(db), ChangeFeed()
+        try:
+            with feed.watch("order:o1") as changed, feed.watch("store:other") as elsewhere:
+                feed.start(services)
+                assert await eventually(lambda: _true(feed.listening), bool, within=20)
+                changed.clear()
+                elsewhere.clear()
+                await notify(db)
+                assert await feed.wait(changed, 10)  # heard at once
+                assert not elsewhere.is_set()  # only the watchers of that order or store
+
+                await asyncio.to_thread(private_postgres.stop)
+                assert await eventually(lambda: _true(not feed.listening), bool, within=20)
+                started = time.monotonic()
+                assert await feed.wait(changed, 30)  # read anyway: a change may go unheard
+                assert time.monotonic() - started < 5
+
+                await asyncio.to_thread(private_postgres.start)
+                assert await eventually(lambda: _true(feed.listening), bool, within=60)
+                assert elsewhere.is_set()  # everyone woken: nothing missed while deaf
+                changed.clear()
+                await notify(db)
+                assert await feed.wait(changed, 10)
+                assert feed.task is not None and not feed.task.done()
+        finally:
+            await feed.close()
+            await services.close()
+
+
+async def _true(value: bool) -> bool:
+    return value
