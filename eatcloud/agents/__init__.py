@@ -120,7 +120,7 @@ def register(app: Any, services: Services) -> Wiring:
         projections.register(wiring)
     if worker.kinesis_forwarder:
         forwarder.register(wiring)
-    telemetry.register(app, services)
+    telemetry.register(app, services, runtime)
     if worker.outbox_relay or worker.projections:  # the database's tables: prune them
         housekeeping.register(app, services)
 

@@ -1,5 +1,5 @@
 """The worker's operational endpoints: Prometheus metrics, sampled gauges (consumer lag, table
-recovery) and the health pages Kubernetes probes on the worker's web port.
+recovery, RocksDB's memory) and the health pages Kubernetes probes on the worker's web port.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from prometheus_client import start_http_server
 from eatcloud.agents.wiring import guard_timer
 from eatcloud.observability.metrics import Metrics
 from eatcloud.resources import Services
+from eatcloud.runtime.adapter import Runtime
 
 log = logging.getLogger(__name__)
 SAMPLE_SECONDS = 5.0
@@ -33,6 +34,17 @@ def sample(app: Any, bundle: Metrics) -> None:
         bundle.recovery_remaining.set(recovery.active_remaining_total())
 
 
+def sample_rocksdb(runtime: Runtime, bundle: Metrics) -> None:
+    """RocksDB's memory for every table, by kind: what the worker's RSS holds besides Python
+    (the soak tells one from the other with it, bench/soak.py)."""
+    totals: dict[str, int] = {}
+    for io in runtime.tables.values():
+        for kind, value in io.rocksdb_memory().items():
+            totals[kind] = totals.get(kind, 0) + value
+    for kind, value in totals.items():
+        bundle.rocksdb_memory.labels(kind).set(value)
+
+
 def readiness(app: Any) -> tuple[bool, str]:
     """Ready once this worker's tables are recovered and it is not in the middle of a rebalance.
 
@@ -50,7 +62,7 @@ def readiness(app: Any) -> tuple[bool, str]:
     return True, "ready"
 
 
-def register(app: Any, services: Services) -> None:
+def register(app: Any, services: Services, runtime: Runtime) -> None:
     settings, bundle = services.settings, services.metrics
     port = settings.worker.metrics_port
 
@@ -76,5 +88,6 @@ def register(app: Any, services: Services) -> None:
 
     async def tick() -> None:
         sample(app, bundle)
+        sample_rocksdb(runtime, bundle)
 
     app.timer(SAMPLE_SECONDS)(guard_timer("sample_metrics", tick))

@@ -123,6 +123,13 @@ class Metrics:
             "changelog messages left to recover",
             registry=registry,
         )
+        self.rocksdb_memory = Gauge(
+            "eatcloud_rocksdb_memory_bytes",
+            "memory RocksDB holds for this worker's tables (memtables, block cache, table "
+            "readers), bounded by the worker's rocksdb_* settings",
+            ["kind"],
+            registry=registry,
+        )
 
 
 @cache

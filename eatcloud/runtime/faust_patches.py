@@ -54,6 +54,8 @@ def check_internals() -> None:
     from mode.utils.locks import Event  # noqa: F401  # flow control's event, used by faust
 
     _require(RocksStore, "_db_for_partition", "set_persisted_offset", "_encode_key")
+    if "_dbs" not in getattr(RocksStore, "__annotations__", {}):  # set per instance
+        raise UnsupportedFramework("faust's RocksDB store has no _dbs: runtime/tables.py reads it")
     _require(MemoryStore, "_encode_key")
     _require(Collection, "changelog_topic", "data")
     _require(Consumer, "highwater", "perform_seek", "_is_changelog_tp", "earliest_offsets")

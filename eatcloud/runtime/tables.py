@@ -20,6 +20,15 @@ from typing import Any
 
 from faust.types import TP
 
+# RocksDB's memory, by the properties that report it: memtables fill up to
+# ``write_buffer_size`` x ``max_write_buffer_number`` per database before they are flushed,
+# the block cache up to its size; both are bounded by the worker's rocksdb_* settings.
+ROCKSDB_MEMORY = {
+    "memtables": "rocksdb.cur-size-all-mem-tables",
+    "block_cache": "rocksdb.block-cache-usage",
+    "table_readers": "rocksdb.estimate-table-readers-mem",
+}
+
 
 class TableIO:
     def __init__(self, runtime: Any, table: Any) -> None:
@@ -70,6 +79,16 @@ class TableIO:
             self.changelog, encoded, value, partition, None
         )
         return ack
+
+    def rocksdb_memory(self) -> dict[str, int]:
+        """What RocksDB holds in memory for this table's open partitions, by kind (RocksDB's
+        own figures); empty for a memory:// store."""
+        totals: dict[str, int] = {}
+        for db in list(getattr(self.table.data, "_dbs", {}).values()):
+            for kind, name in ROCKSDB_MEMORY.items():
+                value = db.property_int_value(name)
+                totals[kind] = totals.get(kind, 0) + (value or 0)
+        return totals
 
     def persisted(self, partition: int, offset: int) -> None:
         """The store holds every changelog record of ``partition`` up to ``offset``."""
