@@ -12,6 +12,7 @@ from eatcloud.checkout import CheckoutRequest, StoreSuspended, checkout
 from eatcloud.errors import Unprocessable
 from eatcloud.locks import cart, rate_limit
 from eatcloud.observability.context import trace_headers
+from eatcloud.postgres import addresses
 from eatcloud.postgres import catalogue as c
 
 router = APIRouter(prefix="/api/v1", tags=["orders"])
@@ -36,11 +37,18 @@ class OrderCreate(_In):
     points: int = Field(default=0, ge=0, le=100_000_000)
     fulfilment: Literal["DELIVERY", "PICKUP"] = "DELIVERY"
     delivery_address: str | None = Field(default=None, min_length=1, max_length=300)
+    address_id: Id | None = Field(
+        default=None,
+        max_length=64,
+        description="one of the caller's saved addresses, instead of delivery_address",
+    )
 
     @model_validator(mode="after")
     def _address_for_delivery(self) -> OrderCreate:
-        if self.fulfilment == "DELIVERY" and not self.delivery_address:
-            raise ValueError("delivery_address is required for DELIVERY")
+        if self.delivery_address and self.address_id:
+            raise ValueError("give delivery_address or address_id, not both")
+        if self.fulfilment == "DELIVERY" and not (self.delivery_address or self.address_id):
+            raise ValueError("delivery_address or address_id is required for DELIVERY")
         return self
 
 
@@ -106,7 +114,10 @@ IdempotencyKey = Annotated[
             "description": "sold out, store closed or suspended, or another checkout in progress"
         },
         429: {"description": "too many checkouts; see Retry-After"},
-        422: {"description": "invalid order, or an Idempotency-Key reused with another body"},
+        422: {
+            "description": "invalid order, an address_id that is not the caller's, or an "
+            "Idempotency-Key reused with another body"
+        },
     },
 )
 async def place_order(
@@ -122,12 +133,20 @@ async def place_order(
     await rate_limit.take(
         redis, f"checkout:{who.user_id}", limits.checkout_burst, limits.checkout_per_minute
     )
+    delivery_address = body.delivery_address
+    if body.address_id is not None:
+        # The order keeps the address's text, as if it had been typed; the checkout's
+        # fingerprint (double submit, Idempotency-Key) is of that text.
+        saved = await addresses.delivery_point(db, who.user_id, body.address_id)
+        if saved is None:
+            raise Unprocessable("address_id is not one of your saved addresses")
+        delivery_address = saved.line
     request = CheckoutRequest(
         store_id=body.store_id,
         lines=None if body.lines is None else tuple((ln.menu_id, ln.quantity) for ln in body.lines),
         points=body.points,
         fulfilment=body.fulfilment,
-        delivery_address=body.delivery_address,
+        delivery_address=delivery_address,
     )
     done = await checkout(
         db,
