@@ -3,8 +3,11 @@
 A password change first revokes every other session of the account in Redis (the caller's
 own session moves to the account's new generation in the same Lua step:
 ``Authenticator.keep_only``), then stores the new hash in PostgreSQL, compare-and-set on the
-old one. Revoking first makes a failure between the two harmless: the other sessions are
-gone, the password is unchanged, and the same request can simply be sent again.
+old one, then revokes once more. Revoking first makes a failure between the first two steps
+harmless: the other sessions are gone, the password is unchanged, and the same request can
+simply be sent again. Revoking after catches a login that verified the old password and
+opened its session in between; a login that opens its session later sees the new hash and
+gives the session back (``auth.login``).
 
 Deleting an account erases its personal data in PostgreSQL first (``users.erase``: the row
 stays, so orders keep their customer id), then revokes its sessions for good
@@ -139,6 +142,10 @@ async def change_password(
     await auth.keep_only(who)
     if not await users.change_password(db, user.id, user.password_hash, new_hash):
         raise Conflict("the password was changed meanwhile; try again with the new one")
+    # Again, for a login that checked the old password and opened its session between the
+    # first revocation and the new hash (one opened later finds the new hash and gives its
+    # session back: ``auth.login``).
+    await auth.keep_only(who)
 
 
 @router.delete(

@@ -83,6 +83,10 @@ class TokenPair:
     refresh_token: str
     expires_in: int
 
+    @property
+    def session(self) -> str:
+        return self.refresh_token.partition(".")[0]
+
 
 class PasswordHashing:
     """argon2id hashing off the event loop, bounded: ``slots`` hashes at once and ``queue``

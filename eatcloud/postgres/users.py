@@ -116,6 +116,17 @@ async def replace_password_hash(pool: Any, user_id: str, old: str, new: str) -> 
     )
 
 
+async def password_hash_of(pool: Any, user_id: str) -> str | None:
+    """The account's password hash as stored now (None for no such account)."""
+    key = _key(user_id)
+    found: str | None = (
+        None
+        if key is None
+        else await pool.fetchval("SELECT password_hash FROM users WHERE id = $1", key)
+    )
+    return found
+
+
 async def accounts(
     pool: Any,
     *,

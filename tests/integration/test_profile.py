@@ -135,6 +135,33 @@ async def test_a_password_change_ends_every_other_session_at_once_and_keeps_the_
     assert (await login(api, caller["email"], NEW_PASSWORD)).status_code == 200
 
 
+async def test_a_login_that_checked_the_old_password_during_a_change_keeps_no_session(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caller = await api.account()
+    hashing = api.client._transport.app.state.hashing  # type: ignore[attr-defined]
+    real_verify = hashing.verify
+
+    async def verify_then_change(password_hash: str | None, password: str) -> Any:
+        # The login has checked the old password; the change commits before it opens its
+        # session.
+        verified = await real_verify(password_hash, password)
+        monkeypatch.setattr(hashing, "verify", real_verify)
+        changed = await api.client.post(
+            "/api/v1/me/password",
+            json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+            headers=bearer(caller["access_token"]),
+        )
+        assert changed.status_code == 204, changed.text
+        return verified
+
+    monkeypatch.setattr(hashing, "verify", verify_then_change)
+    late = await login(api, caller["email"])
+    assert late.status_code == 401, late.text
+    assert (await me(api, caller["access_token"])).status_code == 200
+    assert (await login(api, caller["email"], NEW_PASSWORD)).status_code == 200
+
+
 async def test_the_first_address_is_the_default_and_the_newest_takes_over_when_it_goes(
     api: Api,
 ) -> None:
