@@ -13,6 +13,7 @@ from prometheus_client import start_http_server
 
 from eatcloud.api import (
     accounts,
+    addresses,
     auth,
     catalogue,
     health,
@@ -20,6 +21,7 @@ from eatcloud.api import (
     order_views,
     orders,
     points,
+    profile,
     reviews,
     store_reports,
 )
@@ -95,4 +97,6 @@ def create_app(services: Services | None = None) -> FastAPI:
     app.include_router(store_reports.router)
     app.include_router(live.router)
     app.include_router(accounts.router)
+    app.include_router(profile.router)
+    app.include_router(addresses.router)
     return app

@@ -9,12 +9,13 @@ from fastapi import APIRouter, Body
 from pydantic import BaseModel, ConfigDict, Field
 
 from eatcloud.api.deps import AppSettings, Auth, Caller, ClientAddress, Hashing, Pool, Services
-from eatcloud.api.security import AccountSuspended, Role
+from eatcloud.api.security import AccountSuspended, Principal, Role
 from eatcloud.errors import NotFound, Unauthorized, Unprocessable
 from eatcloud.locks import rate_limit
 from eatcloud.postgres.users import (
     EmailTaken,
     create_user,
+    password_hash_of,
     replace_password_hash,
     user_by_email,
     user_by_id,
@@ -135,6 +136,13 @@ async def login(
     if verified.rehashed is not None:  # made with older parameters: store today's
         await replace_password_hash(db, user.id, user.password_hash, verified.rehashed)
     pair = await auth.open_session(user.id, Role(user.role))
+    # A password change that committed while this login checked the old password revoked the
+    # sessions it could see, not this one (it revokes before and after storing the new hash,
+    # so a session opened now sees the new hash here): a session whose password is gone is
+    # given back.
+    if await password_hash_of(db, user.id) not in (user.password_hash, verified.rehashed):
+        await auth.close_session(Principal(user.id, Role(user.role), pair.session))
+        raise Unauthorized("wrong e-mail or password")
     return TokenResponse(
         access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in
     )

@@ -12,6 +12,7 @@ from eatcloud.checkout import CheckoutRequest, StoreSuspended, checkout
 from eatcloud.errors import Unprocessable
 from eatcloud.locks import cart, rate_limit
 from eatcloud.observability.context import trace_headers
+from eatcloud.postgres import addresses
 from eatcloud.postgres import catalogue as c
 
 router = APIRouter(prefix="/api/v1", tags=["orders"])
@@ -40,11 +41,19 @@ class OrderCreate(_In):
         default=None, ge=-90, le=90, description="with delivery_lon: checked against the radius"
     )
     delivery_lon: float | None = Field(default=None, ge=-180, le=180)
+    address_id: Id | None = Field(
+        default=None,
+        max_length=64,
+        description="one of the caller's saved addresses, instead of delivery_address (its "
+        "point is checked against the store's delivery radius)",
+    )
 
     @model_validator(mode="after")
     def _address_for_delivery(self) -> OrderCreate:
-        if self.fulfilment == "DELIVERY" and not self.delivery_address:
-            raise ValueError("delivery_address is required for DELIVERY")
+        if self.delivery_address and self.address_id:
+            raise ValueError("give delivery_address or address_id, not both")
+        if self.fulfilment == "DELIVERY" and not (self.delivery_address or self.address_id):
+            raise ValueError("delivery_address or address_id is required for DELIVERY")
         if (self.delivery_lat is None) != (self.delivery_lon is None):
             raise ValueError("delivery_lat and delivery_lon go together")
         return self
@@ -115,7 +124,8 @@ IdempotencyKey = Annotated[
         429: {"description": "too many checkouts; see Retry-After"},
         422: {
             "description": "invalid order, below the store's minimum (`below-minimum`), a "
-            "delivery point outside its radius (`outside-delivery-area`), or an "
+            "delivery point outside its radius (`outside-delivery-area`), an address_id that "
+            "is not the caller's, or an "
             "Idempotency-Key reused with another body"
         },
     },
@@ -133,14 +143,26 @@ async def place_order(
     await rate_limit.take(
         redis, f"checkout:{who.user_id}", limits.checkout_burst, limits.checkout_per_minute
     )
+    delivery_address = body.delivery_address
+    delivery_lat, delivery_lon = body.delivery_lat, body.delivery_lon
+    if body.address_id is not None:
+        # The order keeps the address's text, as if it had been typed; the checkout's
+        # fingerprint (double submit, Idempotency-Key) is of that text. Its point is checked
+        # against the store's delivery radius, as typed coordinates are.
+        saved = await addresses.delivery_point(db, who.user_id, body.address_id)
+        if saved is None:
+            raise Unprocessable("address_id is not one of your saved addresses")
+        delivery_address = saved.line
+        if body.fulfilment == "DELIVERY":
+            delivery_lat, delivery_lon = saved.lat, saved.lon
     request = CheckoutRequest(
         store_id=body.store_id,
         lines=None if body.lines is None else tuple((ln.menu_id, ln.quantity) for ln in body.lines),
         points=body.points,
         fulfilment=body.fulfilment,
-        delivery_address=body.delivery_address,
-        delivery_lat=body.delivery_lat,
-        delivery_lon=body.delivery_lon,
+        delivery_address=delivery_address,
+        delivery_lat=delivery_lat,
+        delivery_lon=delivery_lon,
     )
     done = await checkout(
         db,

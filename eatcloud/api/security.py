@@ -14,7 +14,10 @@ absent) and, while an admin has it suspended, ``suspended``. Suspending moves th
 on, which revokes every session the account had (a session counts only while its generation
 is the account's), and while suspended no session opens, refreshes or authenticates (403
 ``account-suspended``). Reactivating lifts ``suspended`` only: the revoked sessions stay
-revoked, and the user logs in again. Each request reads the session and the standing in one
+revoked, and the user logs in again. A password change moves the generation on too, and moves the
+caller's own session along in the same Lua step, so every other session ends and the caller's
+goes on. Deleting the account moves it on and sets ``deleted``, which no reactivation lifts:
+no session of the account opens again. Each request reads the session and the standing in one
 round trip. PostgreSQL (``users.suspended_at``) is the record the admins see and login checks;
 the standing has no expiry, so that Redis must not evict keys without one.
 """
@@ -45,7 +48,10 @@ _ALGORITHM = "HS256"
 # A session remembers this many of its earlier refresh secrets: presenting one of them is reuse
 # (a stolen token raced its owner) and revokes the session; any other wrong secret is refused.
 RETIRED_SECRETS = 32
-_REVOKED = "the session was revoked when the account was suspended; log in again"
+_REVOKED = (
+    "the session was revoked (the account was suspended, deleted or its password changed); "
+    "log in again"
+)
 T = TypeVar("T")
 
 
@@ -76,6 +82,10 @@ class TokenPair:
     access_token: str
     refresh_token: str
     expires_in: int
+
+    @property
+    def session(self) -> str:
+        return self.refresh_token.partition(".")[0]
 
 
 class PasswordHashing:
@@ -179,6 +189,8 @@ class Authenticator:
             )
         except RedisError as exc:
             raise InfrastructureError(f"session store: {exc}") from exc
+        if opened == -1:
+            raise Unauthorized("the account has been deleted")
         if opened != 1:
             raise AccountSuspended()
         return self._pair(user_id, role, session, secret)
@@ -266,6 +278,29 @@ class Authenticator:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.hincrby(self._standing(user_id), "generation", 1)
                 pipe.hset(self._standing(user_id), mapping={"suspended": "1"})
+                await pipe.execute()
+        except RedisError as exc:
+            raise InfrastructureError(f"session store: {exc}") from exc
+
+    async def keep_only(self, principal: Principal) -> None:
+        """Revoke every session of the caller's account except the caller's own, at once (a
+        password change). ``Unauthorized`` if the caller's session was revoked meanwhile."""
+        try:
+            kept = await script(self.redis, "keep_only_session")(
+                keys=[self._standing(principal.user_id), self._key(principal.session)],
+                args=[principal.user_id],
+            )
+        except RedisError as exc:
+            raise InfrastructureError(f"session store: {exc}") from exc
+        if kept != 1:
+            raise Unauthorized(_REVOKED)
+
+    async def close_account(self, user_id: str) -> None:
+        """Revoke every session of a deleted account, and open none ever again."""
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hincrby(self._standing(user_id), "generation", 1)
+                pipe.hset(self._standing(user_id), mapping={"deleted": "1"})
                 await pipe.execute()
         except RedisError as exc:
             raise InfrastructureError(f"session store: {exc}") from exc

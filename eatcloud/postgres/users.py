@@ -1,4 +1,5 @@
-"""Accounts in PostgreSQL: create one, find one by e-mail or id, list, suspend, reactivate."""
+"""Accounts in PostgreSQL: create one, find one by e-mail or id, list, suspend, reactivate;
+the owner's profile changes, password change and erasure."""
 
 from __future__ import annotations
 
@@ -10,7 +11,12 @@ from typing import Any
 import asyncpg
 
 from eatcloud.errors import Conflict
-from eatcloud.postgres import contains_pattern
+from eatcloud.postgres import addresses, contains_pattern
+
+DELETED_NAME = "Deleted user"
+# Stored in place of a deleted account's password hash: not an argon2 hash, so no password
+# matches it (verifying it fails as an invalid hash).
+UNUSABLE_PASSWORD = "!deleted"
 
 
 class EmailTaken(Conflict):
@@ -25,6 +31,8 @@ class User:
     name: str
     password_hash: str
     suspended_at: dt.datetime | None = None
+    created_at: dt.datetime | None = None
+    deleted_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,8 @@ def _user(row: Any) -> User:
         row["name"],
         row["password_hash"],
         row["suspended_at"],
+        row["created_at"],
+        row["deleted_at"],
     )
 
 
@@ -104,6 +114,17 @@ async def replace_password_hash(pool: Any, user_id: str, old: str, new: str) -> 
         old,
         new,
     )
+
+
+async def password_hash_of(pool: Any, user_id: str) -> str | None:
+    """The account's password hash as stored now (None for no such account)."""
+    key = _key(user_id)
+    found: str | None = (
+        None
+        if key is None
+        else await pool.fetchval("SELECT password_hash FROM users WHERE id = $1", key)
+    )
+    return found
 
 
 async def accounts(
@@ -169,3 +190,56 @@ async def _one(pool: Any, sql: str, user_id: str, *args: Any) -> Account | None:
     key = _key(user_id)
     row = None if key is None else await pool.fetchrow(sql, key, *args)
     return None if row is None else _account(row)
+
+
+async def update_profile(
+    pool: Any, user_id: str, *, name: str | None, email: str | None
+) -> User | None:
+    """The user with a new name and/or e-mail (None: unchanged); ``EmailTaken`` when another
+    account has the e-mail; None for no such (or a deleted) account."""
+    key = _key(user_id)
+    if key is None:
+        return None
+    try:
+        row = await pool.fetchrow(
+            """UPDATE users SET name = coalesce($2, name), email = coalesce($3, email)
+               WHERE id = $1 AND deleted_at IS NULL RETURNING *""",
+            key,
+            name,
+            None if email is None else email.lower(),
+        )
+    except asyncpg.UniqueViolationError as exc:
+        raise EmailTaken(email or "") from exc
+    return None if row is None else _user(row)
+
+
+async def change_password(pool: Any, user_id: str, old: str, new: str) -> bool:
+    """Store the hash of a new password, unless the hash is no longer ``old`` (another change
+    came first): False then."""
+    done = await pool.fetchval(
+        """UPDATE users SET password_hash = $3
+           WHERE id = $1 AND password_hash = $2 AND deleted_at IS NULL RETURNING true""",
+        uuid.UUID(user_id),
+        old,
+        new,
+    )
+    return bool(done)
+
+
+async def erase(pool: Any, user_id: str) -> None:
+    """Delete the account the way that keeps its orders whole: the row stays (orders, stores
+    and reviews name its id), its personal data goes (e-mail, name, password hash, addresses)
+    and ``deleted_at`` is set. The placeholder e-mail is unique (it holds the id) and is no
+    address at all (``.invalid`` is reserved, and login's e-mail pattern refuses it)."""
+    key = uuid.UUID(user_id)
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            """UPDATE users SET email = $2, name = $3, password_hash = $4,
+                   deleted_at = coalesce(deleted_at, now())
+               WHERE id = $1""",
+            key,
+            f"deleted-{key}@invalid",
+            DELETED_NAME,
+            UNUSABLE_PASSWORD,
+        )
+        await addresses.remove_all(conn, user_id)

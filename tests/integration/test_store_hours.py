@@ -162,6 +162,41 @@ async def test_a_delivery_point_outside_the_radius_is_refused_and_pickup_ignores
     assert half.status_code == 422
 
 
+async def test_a_saved_address_outside_the_radius_is_refused_like_typed_coordinates(
+    api: Api,
+) -> None:
+    store = await _store(api, 37.5665, 126.9780, delivery_radius_m=1_000)
+    customer = await api.account()
+    auth = bearer(customer["access_token"])
+
+    async def saved(label: str, lat: float, lon: float) -> str:
+        made = await api.client.post(
+            "/api/v1/me/addresses",
+            json={"label": label, "line": f"{label} 1", "lat": lat, "lon": lon},
+            headers=auth,
+        )
+        assert made.status_code == 201, made.text
+        address_id: str = made.json()["id"]
+        return address_id
+
+    async def deliver_to(address_id: str) -> Any:
+        body = {"store_id": store["id"], "lines": [{"menu_id": store["menu_id"], "quantity": 1}],
+                "address_id": address_id}  # fmt: skip
+        return await api.client.post("/api/v1/orders", json=body, headers=auth)
+
+    far = await deliver_to(await saved("office", 37.5665, 127.0030))  # ~2.2 km
+    assert far.status_code == 422, far.text
+    assert far.json()["type"].endswith("/outside-delivery-area")
+    near = await deliver_to(await saved("home", 37.5695, 126.9780))  # ~330 m
+    assert near.status_code == 202, near.text
+    assert (
+        await api.pool.fetchval(
+            "SELECT delivery_address FROM orders WHERE id = $1::uuid", near.json()["order_id"]
+        )
+        == "home 1"
+    )
+
+
 async def test_managers_get_clear_errors_for_bad_hours_and_zones(api: Api) -> None:
     store = await _store(api, 23.0, 23.0)
     assert (store["open_now"], store["hours"], store["closed_dates"]) == (True, None, [])
