@@ -230,7 +230,7 @@ async def test_checkout_delivers_to_a_saved_address_of_the_callers_own_only(
     api: Api, shop: dict[str, Any]
 ) -> None:
     customer, stranger = await api.account(), await api.account()
-    home = await save(api, customer, "Home")
+    home = await save(api, customer, "Home", lat=37.567, lon=126.978)  # by the shop (radius)
     order = {"store_id": shop["store"], "lines": [{"menu_id": shop["menu"], "quantity": 1}]}
 
     placed = await api.client.post(
@@ -260,7 +260,7 @@ async def test_checkout_delivers_to_a_saved_address_of_the_callers_own_only(
     assert both.status_code == 422, both.text
 
     point = await addresses.delivery_point(api.pool, customer["id"], home["id"])
-    assert point == addresses.DeliveryPoint("Home street 1", 37.5, 127.0)
+    assert point == addresses.DeliveryPoint("Home street 1", 37.567, 126.978)
     assert await addresses.delivery_point(api.pool, stranger["id"], home["id"]) is None
 
 
