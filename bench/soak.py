@@ -56,9 +56,8 @@ MB = 1024 * 1024
 # measured window (and by more than its floor, so a flat series near zero is not flagged).
 GROWTH_SHARE = 0.10
 FLOORS = {
-    # The worker's RSS less what RocksDB reports holding: memtables fill up to their bound
-    # (write buffer x 2 per table partition) before they are flushed, which at this rate takes
-    # longer than the run; that is growth to a cap, reported apart (``rocksdb_memory_mb``).
+    # The worker's RSS less what RocksDB reports holding (bounded by its settings, reported
+    # apart as ``rocksdb_memory_mb``): Python's heap and the allocator's.
     "worker_rss_besides_rocksdb_mb": 16.0,
     "api_rss_mb": 16.0,
     "consumer_lag": 200.0,
@@ -266,11 +265,11 @@ Sampled every {result["sample_seconds"]:g} s; the first {result["warmup_minutes"
 are warm-up and not judged. Verdict: **{"no growth trend" if result["steady"] else "GROWTH"}**.
 
 The worker's memory is judged without what RocksDB reports holding (its memtables, block
-cache and table readers, the worker's `eatcloud_rocksdb_memory_bytes`): memtables fill up to
-`write_buffer_size` x 2 per table partition before they are flushed, a bound set by the
-worker's `rocksdb_*` settings, not a leak. RocksDB held {result["rocksdb_memory_mb"]} MB at
-the end, of a bound of {result["rocksdb_bound_mb"]} MB; the worker's whole RSS went from
-{result["worker_rss_first_mb"]} to {result["worker_rss_last_mb"]} MB over the measured window.
+cache and table readers, the worker's `eatcloud_rocksdb_memory_bytes`), which its `rocksdb_*`
+settings bound: RocksDB held {result["rocksdb_memory_mb"]} MB at the end, of a bound of
+{result["rocksdb_bound_mb"]} MB. What is judged is the rest: Python's heap and the
+allocator's. The worker's whole RSS went from {result["worker_rss_first_mb"]} to
+{result["worker_rss_last_mb"]} MB over the measured window.
 
 | series (after warm-up) | mean | fitted growth over the window | trend |
 |---|---|---|---|
