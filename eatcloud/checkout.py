@@ -7,12 +7,14 @@ The order of the checks is the point:
    a double-click places one order;
 2. one checkout per customer at a time (a Redis lock with a token and an expiry): two
    different checkouts at once get 409 instead of a second order;
-3. server-side prices: the store's live menus, never the client's numbers (an approved store:
+3. server-side prices: the store's live menus and the options chosen on each line
+   (``eatcloud.domain.options``), never the client's numbers (an approved store:
    a suspended one is refused with 409 ``store-suspended``), and the store's own terms
    (``eatcloud.store_rules``): open now (409 ``store-closed``), its minimum amount (422
    ``below-minimum``) and, for a DELIVERY that gives its coordinates, its delivery radius
    (422 ``outside-delivery-area``);
-4. the hot-path stock gate (Redis Lua): sold-out lines get 409 before anything is written;
+4. the hot-path stock gate (Redis Lua): sold-out lines get 409 before anything is written
+   (stock is per menu: the gate gets each menu once, its lines' quantities summed);
 5. the order row and its outbox row in one transaction; the gate's holds are given back if
    that transaction fails.
 """
@@ -30,6 +32,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from eatcloud.domain import options
 from eatcloud.errors import Conflict, NotFound, Unprocessable
 from eatcloud.locks import cart, double_submit, gate
 from eatcloud.locks.lock import held
@@ -49,10 +52,14 @@ MAX_ORDER_TOTAL = 100_000_000
 _SINCE_COORDINATES = ("delivery_lat", "delivery_lon")
 
 
+# A requested line: (menu_id, quantity, chosen option choice ids).
+Line = tuple[str, int, tuple[str, ...]]
+
+
 @dataclass(frozen=True)
 class CheckoutRequest:
     store_id: str | None
-    lines: tuple[tuple[str, int], ...] | None  # (menu_id, quantity); None: from the cart
+    lines: tuple[Line, ...] | None  # None: from the cart
     points: int
     fulfilment: str
     delivery_address: str | None
@@ -67,6 +74,8 @@ class CheckoutRequest:
         fields = {
             k: v for k, v in self.__dict__.items() if v is not None or k not in _SINCE_COORDINATES
         }
+        if self.lines is not None:  # likewise a line without options: (menu_id, quantity)
+            fields["lines"] = [(m, q, *([sorted(o)] if o else [])) for m, q, o in self.lines]
         body = orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
         return hashlib.sha256(body).hexdigest()
 
@@ -195,7 +204,8 @@ async def _place(
         store_id, lines, from_cart = await _lines(redis, customer_id, request)
         place = await _priced(pool, customer_id, store_id, lines, request)
         context.order_id.set(place.order_id)  # the request's log lines name the new order
-        refusal = await gate.admit(redis, place.order_id, store_id, lines)
+        per_menu = [(s.menu_id, s.quantity) for s in place.stock_lines]
+        refusal = await gate.admit(redis, place.order_id, store_id, per_menu)
         if refusal is not None:
             raise SoldOut(refusal.menu_id, refusal.available)
         try:
@@ -223,39 +233,38 @@ async def _replay(pool: Any, customer_id: str, key: str, fingerprint: str) -> Ch
 
 async def _lines(
     redis: Any, customer_id: str, request: CheckoutRequest
-) -> tuple[str, list[tuple[str, int]], bool]:
+) -> tuple[str, list[Line], bool]:
+    """The requested lines (merged once priced, ``_priced``), the store and whether they came
+    from the cart (which holds no options: menu_id -> quantity)."""
     if request.lines is not None:
         if request.store_id is None:
             raise Unprocessable("store_id is required with explicit lines")
-        merged: dict[str, int] = {}
-        for menu_id, quantity in request.lines:
-            merged[menu_id] = merged.get(menu_id, 0) + quantity
-        return request.store_id, sorted(merged.items()), False
+        return request.store_id, list(request.lines), False
     store_id, items = await cart.get(redis, customer_id)
     if store_id is None or not items:
         raise Unprocessable("the cart is empty")
     if request.store_id is not None and request.store_id != store_id:
         raise Unprocessable("store_id does not match the cart's store")
-    return store_id, sorted(items.items()), True
+    return store_id, [(m, q, ()) for m, q in sorted(items.items())], True
 
 
 async def _priced(
     pool: Any,
     customer_id: str,
     store_id: str,
-    lines: list[tuple[str, int]],
+    lines: list[Line],
     request: CheckoutRequest,
 ) -> r.PlaceOrder:
     try:
         sid = uuid.UUID(store_id)
-        menu_ids = [uuid.UUID(m) for m, _ in lines]
+        menu_ids = [uuid.UUID(m) for m, _, _ in lines]
     except ValueError as exc:
         raise Unprocessable("store_id and menu ids must be UUIDs") from exc
     # The store and the ordered menus in one round trip (a store row with no menu rows when
     # none of them matches).
     rows = await pool.fetch(
         """SELECT s.id, s.status, s.is_open, s.time_zone, s.hours, s.closed_dates,
-                  s.min_order_amount, m.id AS menu_id, m.price, m.available
+                  s.min_order_amount, m.id AS menu_id, m.price, m.available, m.option_groups
            FROM stores s LEFT JOIN menus m
              ON m.store_id = s.id AND m.id = ANY($2::uuid[]) AND m.deleted_at IS NULL
            WHERE s.id = $1""",
@@ -268,14 +277,7 @@ async def _priced(
         raise NotFound("no such store")
     check_open(rows[0])
     menus = {str(row["menu_id"]): row for row in rows if row["menu_id"] is not None}
-    for menu_id, _ in lines:
-        if menu_id not in menus:
-            raise Unprocessable(f"menu {menu_id} is not on this store's menu")
-        if not menus[menu_id]["available"]:
-            raise Conflict(f"menu {menu_id} is not available right now")
-    order_lines = tuple(
-        r.OrderLine(menu_id=m, quantity=q, unit_price=menus[m]["price"]) for m, q in lines
-    )
+    order_lines = _order_lines(menus, lines, from_cart=request.lines is None)
     total = sum(line.unit_price * line.quantity for line in order_lines)
     if total > MAX_ORDER_TOTAL:
         raise Unprocessable(f"the order's total ({total}) is over the limit of {MAX_ORDER_TOTAL}")
@@ -292,6 +294,30 @@ async def _priced(
         lines=order_lines,
         points=request.points,
         order_type=r.OrderType(request.fulfilment),
+    )
+
+
+def _order_lines(
+    menus: dict[str, Any], lines: list[Line], *, from_cart: bool
+) -> tuple[r.OrderLine, ...]:
+    """The priced order lines: each line's unit price is its menu's price plus its chosen
+    options' deltas; lines of one menu with the same options (by the names and price they
+    come to) merge, with different ones (one large, one small) they stay apart."""
+    merged: dict[tuple[str, tuple[str, ...], int], int] = {}
+    for menu_id, quantity, chosen in lines:
+        if menu_id not in menus:
+            raise Unprocessable(f"menu {menu_id} is not on this store's menu")
+        menu = menus[menu_id]
+        if not menu["available"]:
+            raise Conflict(f"menu {menu_id} is not available right now")
+        if from_cart and options.requires_choice(menu["option_groups"]):
+            raise Unprocessable(f"choose options for {menu_id}: order it with lines")
+        delta, names = options.choose(menu["option_groups"], chosen, menu_id)
+        key = (menu_id, names, menu["price"] + delta)
+        merged[key] = merged.get(key, 0) + quantity
+    return tuple(
+        r.OrderLine(menu_id=m, quantity=q, unit_price=price, options=names)
+        for (m, names, price), q in sorted(merged.items())
     )
 
 

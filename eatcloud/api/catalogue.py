@@ -12,6 +12,7 @@ from eatcloud.api.deps import Admin, AppSettings, Caller, Id, Manager, Pool, Ser
 from eatcloud.api.limits import offset_of
 from eatcloud.api.security import Principal, Role
 from eatcloud.checkout import MAX_ORDER_TOTAL
+from eatcloud.domain import options
 from eatcloud.domain.hours import interval_minutes, known_time_zone
 from eatcloud.errors import Conflict, NotFound
 from eatcloud.locks import rate_limit
@@ -123,12 +124,44 @@ class StorePage(_Out):
     size: int
 
 
+OptionId = Annotated[
+    str | None,
+    Field(min_length=1, max_length=32, description="omit to add; give to keep"),
+]
+OptionName = Annotated[str, Field(min_length=1, max_length=50)]
+
+
+class ChoiceIn(_Schema):
+    id: OptionId = None
+    name: OptionName
+    price_delta: int = Field(
+        default=0,
+        ge=-10_000_000,
+        le=options.MAX_DELTA,
+        description="minor units added to the price; at least -price (checked with the menu)",
+    )
+
+
+class OptionGroupIn(_Schema):
+    """A group as a manager sets it; the server gives the ids (``eatcloud.domain.options``)."""
+
+    id: OptionId = None
+    name: OptionName
+    required: bool = False
+    max_choices: int = Field(default=1, ge=1, le=options.MAX_CHOICES)
+    choices: list[ChoiceIn] = Field(min_length=1, max_length=options.MAX_CHOICES)
+
+
+OptionGroupsIn = Annotated[list[OptionGroupIn], Field(max_length=options.MAX_GROUPS)]
+
+
 class MenuIn(_Schema):
     name: str = Field(min_length=1, max_length=120)
     description: str = Field(default="", max_length=2000)
     price: int = Field(ge=0, le=10_000_000, description="minor units (cents)")
     unlimited: bool = False
     initial_stock: int = Field(default=0, ge=0, le=1_000_000)
+    option_groups: OptionGroupsIn = []
 
 
 class MenuChange(_Schema):
@@ -136,6 +169,23 @@ class MenuChange(_Schema):
     description: str | None = Field(default=None, max_length=2000)
     price: int | None = Field(default=None, ge=0, le=10_000_000)
     available: bool | None = None
+    option_groups: OptionGroupsIn | None = Field(
+        default=None, description="replaces the groups; [] removes them"
+    )
+
+
+class Choice(_Out):
+    id: str
+    name: str
+    price_delta: int
+
+
+class OptionGroup(_Out):
+    id: str
+    name: str
+    required: bool
+    max_choices: int
+    choices: list[Choice]
 
 
 class Menu(_Out):
@@ -146,6 +196,7 @@ class Menu(_Out):
     price: int
     unlimited: bool
     available: bool
+    option_groups: list[OptionGroup]
 
 
 class StockChangeIn(_Schema):
@@ -316,8 +367,10 @@ async def create_menu(
 ) -> dict[str, Any]:
     """Add a menu; its initial stock (or unlimited flag) goes to the stock agent."""
     await owned_store(db, store_id, who, approved=True)
+    fields = body.model_dump()
+    fields["option_groups"] = options.settle(fields["option_groups"], [], body.price)
     async with db.acquire() as conn, conn.transaction():
-        menu = await c.create_menu(conn, store_id, body.model_dump(), settings.api.menus_per_store)
+        menu = await c.create_menu(conn, store_id, fields, settings.api.menus_per_store)
         if body.initial_stock or body.unlimited:
             adjust = r.AdjustStock(
                 store_id=store_id,
@@ -334,8 +387,16 @@ async def create_menu(
 async def change_menu(
     store_id: Id, menu_id: Id, body: MenuChange, db: Pool, who: Manager
 ) -> dict[str, Any]:
+    """Change a menu; its option groups are checked against its price after the change (a
+    lower price must not leave a choice that takes it below 0)."""
     await owned_store(db, store_id, who, approved=True)
-    return await c.update_menu(db, store_id, menu_id, body.model_dump(exclude_none=True))
+    changes = body.model_dump(exclude_none=True)
+    if body.option_groups is not None or body.price is not None:
+        current = await c.get_menu(db, store_id, menu_id)
+        groups = changes.get("option_groups", current["option_groups"])
+        price = current["price"] if body.price is None else body.price
+        changes["option_groups"] = options.settle(groups, current["option_groups"], price)
+    return await c.update_menu(db, store_id, menu_id, changes)
 
 
 @router.delete("/stores/{store_id}/menus/{menu_id}", status_code=204)

@@ -44,6 +44,7 @@ class OrderLineView(BaseModel):
     menu_id: str
     quantity: int
     unit_price: int
+    options: list[str] = []  # the chosen options' names (none on lines without)
 
 
 class OrderView(BaseModel):

@@ -27,6 +27,12 @@ class _In(BaseModel):
 class LineIn(_In):
     menu_id: MenuId
     quantity: int = Field(ge=1, le=99)
+    options: list[Annotated[str, Field(min_length=1, max_length=32)]] = Field(
+        default=[],
+        max_length=200,
+        description="the ids of the chosen choices of the menu's option groups; the server "
+        "prices them",
+    )
 
 
 class OrderCreate(_In):
@@ -63,6 +69,7 @@ class OrderLineOut(BaseModel):
     menu_id: str
     quantity: int
     unit_price: int
+    options: list[str] = Field(default=[], description="the chosen options' names")
 
 
 class OrderAccepted(BaseModel):
@@ -123,7 +130,9 @@ IdempotencyKey = Annotated[
         },
         429: {"description": "too many checkouts; see Retry-After"},
         422: {
-            "description": "invalid order, below the store's minimum (`below-minimum`), a "
+            "description": "invalid order (options a menu does not take, a required option "
+            "missing, or a cart holding a menu with required options), below the store's "
+            "minimum (`below-minimum`), a "
             "delivery point outside its radius (`outside-delivery-area`), an address_id that "
             "is not the caller's, or an "
             "Idempotency-Key reused with another body"
@@ -157,7 +166,9 @@ async def place_order(
             delivery_lat, delivery_lon = saved.lat, saved.lon
     request = CheckoutRequest(
         store_id=body.store_id,
-        lines=None if body.lines is None else tuple((ln.menu_id, ln.quantity) for ln in body.lines),
+        lines=None
+        if body.lines is None
+        else tuple((ln.menu_id, ln.quantity, tuple(ln.options)) for ln in body.lines),
         points=body.points,
         fulfilment=body.fulfilment,
         delivery_address=delivery_address,

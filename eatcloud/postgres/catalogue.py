@@ -18,7 +18,8 @@ from eatcloud.streams import records as r
 _STORE_COLUMNS = """s.id, s.manager_id, s.name, s.description, s.category_code, s.address,
     ST_Y(s.location::geometry) AS lat, ST_X(s.location::geometry) AS lon, s.status, s.is_open,
     s.time_zone, s.hours, s.closed_dates, s.min_order_amount, s.delivery_radius_m, s.created_at"""
-_MENU_COLUMNS = "m.id, m.store_id, m.name, m.description, m.price, m.unlimited, m.available"
+_MENU_COLUMNS = """m.id, m.store_id, m.name, m.description, m.price, m.unlimited, m.available,
+    m.option_groups"""
 
 
 def _uuid(value: str, what: str) -> uuid.UUID:
@@ -245,8 +246,9 @@ async def create_menu(db: Any, store_id: str, fields: dict[str, Any], quota: int
     """A new menu, unless the store has ``quota`` menus (not deleted) already (409)."""
     row = await db.fetchrow(
         f"""WITH m AS (
-              INSERT INTO menus (id, store_id, name, description, price, unlimited)
-              SELECT $1, $2, $3, $4, $5, $6
+              INSERT INTO menus (id, store_id, name, description, price, unlimited,
+                                 option_groups)
+              SELECT $1, $2, $3, $4, $5, $6, $8
               WHERE (SELECT count(*) FROM menus WHERE store_id = $2 AND deleted_at IS NULL) < $7
               RETURNING *)
             SELECT {_MENU_COLUMNS} FROM m""",
@@ -257,6 +259,7 @@ async def create_menu(db: Any, store_id: str, fields: dict[str, Any], quota: int
         fields["price"],
         fields["unlimited"],
         quota,
+        fields["option_groups"],
     )
     if row is None:
         raise Conflict(f"a store may have at most {quota} menus")
@@ -310,9 +313,14 @@ async def adjust_stock(
 async def update_menu(
     db: Any, store_id: str, menu_id: str, changes: dict[str, Any]
 ) -> dict[str, Any]:
+    """Set the menu's changed fields; ``option_groups`` come settled (``domain.options``)."""
     await get_menu(db, store_id, menu_id)
     await _update(
-        db, "menus", uuid.UUID(menu_id), changes, {"name", "description", "price", "available"}
+        db,
+        "menus",
+        uuid.UUID(menu_id),
+        changes,
+        {"name", "description", "price", "available", "option_groups"},
     )
     return await get_menu(db, store_id, menu_id)
 

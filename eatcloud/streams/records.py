@@ -84,7 +84,12 @@ class OrderLine(BaseModel):
 
     menu_id: Id
     quantity: Quantity
-    unit_price: Amount
+    unit_price: Amount  # the menu's price plus the chosen options' deltas
+    # The names of the chosen options (eatcloud.domain.options), for display. Left out of the
+    # JSON when empty, so a line without options is the record it was before options existed.
+    options: tuple[Annotated[str, Field(min_length=1, max_length=50)], ...] = Field(
+        default=(), max_length=200, exclude_if=lambda names: not names
+    )
 
 
 class StockLine(BaseModel):
@@ -108,9 +113,10 @@ class PlaceOrder(Record):
 
     @model_validator(mode="after")
     def _check(self) -> PlaceOrder:
-        menus = [line.menu_id for line in self.lines]
-        if len(set(menus)) != len(menus):
-            raise ValueError("each menu_id may appear on one line only")
+        # One menu may be on several lines with different options (one large, one small).
+        kinds = [(line.menu_id, line.options, line.unit_price) for line in self.lines]
+        if len(set(kinds)) != len(kinds):
+            raise ValueError("each menu_id, options and unit_price may appear on one line only")
         if self.points > self.total_amount:
             raise ValueError("points may not exceed the order total")
         return self
@@ -125,7 +131,12 @@ class PlaceOrder(Record):
 
     @property
     def stock_lines(self) -> tuple[StockLine, ...]:
-        return tuple(StockLine(menu_id=ln.menu_id, quantity=ln.quantity) for ln in self.lines)
+        """One line per menu, its lines' quantities summed: stock is counted per menu whatever
+        the options, and the stock ledger takes each menu once per reservation."""
+        quantities: dict[str, int] = {}
+        for ln in self.lines:
+            quantities[ln.menu_id] = quantities.get(ln.menu_id, 0) + ln.quantity
+        return tuple(StockLine(menu_id=m, quantity=q) for m, q in quantities.items())
 
 
 class CancelOrder(Record):

@@ -275,7 +275,7 @@ async def test_redis_going_down_while_a_click_waits_for_the_first_is_503_not_500
                 "delivery_address": "1 Main St",
             }
             # An identical checkout still running: this click waits for it.
-            fingerprint = CheckoutRequest(store, ((menu, 1),), 0, "DELIVERY", "1 Main St")
+            fingerprint = CheckoutRequest(store, ((menu, 1, ()),), 0, "DELIVERY", "1 Main St")
             pending = double_submit.key(user["id"], fingerprint.fingerprint())
             await api.redis.set(pending, double_submit.PENDING + "first", px=30_000)
             click = asyncio.ensure_future(
