@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from asyncpg import exceptions as pg
 from redis import exceptions as rd
@@ -58,8 +58,41 @@ def unavailable_dependency(exc: BaseException) -> str | None:
     return None
 
 
+def is_open(conn: Any) -> bool:
+    """Whether a pooled PostgreSQL connection is still open (a proxy already released counts
+    as closed)."""
+    try:
+        return not conn.is_closed()
+    except pg.InterfaceError:
+        return False
+
+
+async def on_connection(pool: Any, work: Callable[[Any], Awaitable[T]]) -> T:
+    """``work`` on a pooled connection. A connection a PostgreSQL restart kills in the middle
+    of an operation may make asyncpg raise an ``InternalClientError`` ("another operation is
+    in progress") instead of a connection error; on a connection that is closed by then, that
+    is the outage it is, and is raised as one (a crashed projection agent would lose its
+    batch)."""
+    async with pool.acquire() as conn:
+        try:
+            return await work(conn)
+        except pg.InternalClientError as exc:
+            if is_open(conn):
+                raise
+            raise pg.ConnectionDoesNotExistError(f"lost in the middle of work: {exc}") from exc
+
+
 def _is_outage(exc: BaseException) -> bool:
     return unavailable_dependency(exc) is not None
+
+
+# PostgreSQL rolled the transaction back itself (class 40: a deadlock, a serialization
+# failure): nothing of it was written, and the same work may simply run again.
+_ROLLED_BACK: tuple[type[Exception], ...] = (pg.TransactionRollbackError,)
+
+
+def _worth_again(exc: BaseException) -> bool:
+    return _is_outage(exc) or isinstance(exc, _ROLLED_BACK)
 
 
 def transient(exc: BaseException, also: tuple[type[BaseException], ...] = ()) -> bool:
@@ -76,7 +109,9 @@ async def outlasting(
     cap: float = 30.0,
 ) -> T:
     """``await attempt()`` until it succeeds, waiting out outages with jittered exponential
-    backoff (``first`` doubling up to ``cap`` seconds), for as long as they last.
+    backoff (``first`` doubling up to ``cap`` seconds), for as long as they last; a
+    transaction PostgreSQL rolled back itself (a deadlock, a serialization failure) is tried
+    again the same way.
 
     ``attempt`` must be safe to repeat: it runs again from its start after a failure.
     Each failed try logs one warning; the log's throttle folds a long outage's repeats.
@@ -86,9 +121,11 @@ async def outlasting(
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
         log.warning(
-            "%s: %s unavailable (%s: %s); try %d again in %.1f s",
+            "%s: %s (%s: %s); try %d again in %.1f s",
             what,
-            unavailable_dependency(exc) if exc else "dependency",
+            f"{unavailable_dependency(exc)} unavailable"
+            if exc is not None and _is_outage(exc)
+            else "rolled back",
             type(exc).__name__,
             exc,
             state.attempt_number + 1,
@@ -96,7 +133,7 @@ async def outlasting(
         )
 
     retrying = AsyncRetrying(
-        retry=retry_if_exception(_is_outage),
+        retry=retry_if_exception(_worth_again),
         wait=wait_exponential_jitter(initial=first, max=cap),
         before_sleep=warn,
         reraise=True,

@@ -18,7 +18,7 @@ from typing import Any
 from eatcloud.agents.wiring import Wiring, header_text
 from eatcloud.errors import PoisonMessage
 from eatcloud.locks import gate
-from eatcloud.outages import outlasting
+from eatcloud.outages import on_connection, outlasting
 from eatcloud.postgres import read_models as rm
 from eatcloud.resources import Services
 from eatcloud.streams import records as r
@@ -55,8 +55,8 @@ def _decoded(events: list[Any], decoder: Decoder[Any]) -> list[tuple[Any, dict[s
 
 async def _project_orders(services: Services, batch: list[tuple[Any, dict[str, str]]]) -> None:
     pool, redis = await services.pool(), services.redis()
-    async with pool.acquire() as conn:
-        fresh = await rm.apply_order_events(conn, [record for record, _ in batch])
+    records = [record for record, _ in batch]
+    fresh = await on_connection(pool, lambda conn: rm.apply_order_events(conn, records))
     new = {record.event_id for record in fresh}
     # Every ended order's gate holds go back, new event or not (giving back is idempotent):
     # a rebuild, or an earlier try of this batch, may have applied the event already.
@@ -77,15 +77,13 @@ async def _project_orders(services: Services, batch: list[tuple[Any, dict[str, s
 
 async def _project_stock(services: Services, lines: list[Any]) -> None:
     pool, redis = await services.pool(), services.redis()
-    async with pool.acquire() as conn:
-        await rm.apply_stock_events(conn, lines)
+    await on_connection(pool, lambda conn: rm.apply_stock_events(conn, lines))
     await gate.apply_all(redis, lines)
 
 
 async def _project_points(services: Services, changes: list[Any]) -> None:
     pool = await services.pool()
-    async with pool.acquire() as conn:
-        await rm.apply_points_events(conn, changes)
+    await on_connection(pool, lambda conn: rm.apply_points_events(conn, changes))
 
 
 def register(wiring: Wiring) -> None:

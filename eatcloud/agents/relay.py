@@ -29,7 +29,7 @@ from aiokafka.errors import KafkaError
 
 from eatcloud.observability.metrics import Metrics
 from eatcloud.observability.metrics import metrics as process_metrics
-from eatcloud.outages import DRIVER_ERRORS, transient, unavailable_dependency
+from eatcloud.outages import DRIVER_ERRORS, is_open, transient, unavailable_dependency
 from eatcloud.postgres.outbox import CHANNEL, backlog
 from eatcloud.resources import Connection, Pool, Producer, Record, Services
 from eatcloud.runtime import wire
@@ -103,7 +103,7 @@ class OutboxRelay:
             while keep_going():
                 self._wake.clear()  # before the round: a NOTIFY during it starts the next one
                 try:
-                    if listener is None or not _alive(listener):
+                    if listener is None or not is_open(listener):
                         listener = await self._listen(listener)
                     published = await self.publish_once()
                     backoff = 0.5
@@ -115,7 +115,7 @@ class OutboxRelay:
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, self.max_backoff_seconds)
                     continue
-                if published < self.batch and _alive(listener):
+                if published < self.batch and is_open(listener):
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
         finally:
@@ -133,7 +133,7 @@ class OutboxRelay:
             listener.add_termination_listener(self._notified)
             await listener.add_listener(CHANNEL, self._notified)
         except Exception as exc:
-            dead = not _alive(listener)
+            dead = not is_open(listener)
             await self._unlisten(listener, listening=False)
             if dead and unavailable_dependency(exc) is None:
                 # The pool handed out a connection the restart was killing. asyncpg may then
@@ -152,7 +152,7 @@ class OutboxRelay:
         """Stop listening and give the connection back; a dead one is only given back (the
         pool replaces it), and a failure here never hides the error that brought us here."""
         with contextlib.suppress(*DRIVER_ERRORS):
-            if listening and _alive(listener):
+            if listening and is_open(listener):
                 listener.remove_termination_listener(self._notified)
                 await listener.remove_listener(CHANNEL, self._notified)
         with contextlib.suppress(*DRIVER_ERRORS):
@@ -188,14 +188,6 @@ class OutboxRelay:
 
     def _notified(self, *args: object) -> None:
         self._wake.set()
-
-
-def _alive(conn: Connection) -> bool:
-    """Whether a pooled connection is still open (a proxy already released counts as dead)."""
-    try:
-        return not conn.is_closed()
-    except asyncpg.InterfaceError:
-        return False
 
 
 def register(app: Any, services: Services) -> None:

@@ -114,6 +114,10 @@ async def apply_order_events(
     """Project a batch into order_view, order_timeline and store_sales; returns the new ones."""
     async with conn.transaction():
         await _fenced(conn, into)
+        if not into:  # numbers commit in order; a rebuild renumbers its table at the swap
+            # First, before any row lock: two batches that both locked rows and then waited
+            # for this lock could deadlock (two workers during a rebalance).
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", TIMELINE)
         fresh = await _fresh(conn, ORDER_VIEW + into, records)
         await conn.executemany(
             f"""INSERT INTO order_view{into} AS v (order_id, customer_id, store_id, status, reason,
@@ -135,8 +139,6 @@ async def apply_order_events(
                    placed = v.placed OR EXCLUDED.placed""",
             [_order_row(e) for e in fresh],
         )
-        if not into:  # numbers commit in order; a rebuild renumbers its table at the swap
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", TIMELINE)
         await conn.executemany(
             f"""INSERT INTO order_timeline{into} (order_id, event_id, type, status, reason,
                    occurred_at)

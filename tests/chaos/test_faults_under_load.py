@@ -353,6 +353,20 @@ async def check_read_models(p: Platform, ids: list[str], store: str, menu: str) 
     )
     levels = dict(stock)
     assert levels == {"on_hand": STOCK - len(completed), "reserved": 0, "sold": len(completed)}
+    # Each completed order earned its customer points once (1 % of 10,000), and the wallets
+    # show it: points-events is a topic of its own, projected apart, so it is waited for too.
+    earned = await eventually(
+        lambda: p.api.pool.fetch(
+            "SELECT order_id, delta FROM points_history WHERE change = 'EARNED'"
+            " AND order_id = ANY($1::text[])",
+            list(completed),
+        ),
+        lambda rows: len(rows) >= len(completed),
+        60,
+    )
+    assert sorted((r["order_id"], r["delta"]) for r in earned) == sorted(
+        (order_id, 100) for order_id in completed
+    )
     return completed
 
 

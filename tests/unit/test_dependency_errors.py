@@ -3,6 +3,9 @@ and the Redis client that replaces dead pooled connections."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 from asyncpg import exceptions as pg
@@ -12,7 +15,7 @@ from redis import exceptions as rd
 from eatcloud.api.app import create_app
 from eatcloud.bootstrap import build
 from eatcloud.errors import InfrastructureError
-from eatcloud.outages import outlasting, transient, unavailable_dependency
+from eatcloud.outages import on_connection, outlasting, transient, unavailable_dependency
 from eatcloud.settings import Settings
 
 OUTAGES: list[tuple[BaseException, str]] = [
@@ -117,6 +120,24 @@ async def test_the_worker_waits_out_an_outage_and_then_carries_on() -> None:
     assert tries == [1, 2, 3]
 
 
+@pytest.mark.parametrize("error", [pg.DeadlockDetectedError, pg.SerializationError])
+async def test_a_transaction_postgresql_rolled_back_itself_is_tried_again(
+    error: type[Exception],
+) -> None:
+    """A projection batch that lost a deadlock (two workers in a rebalance) was written by
+    nobody: trying it again is right, crashing the agent would lose it."""
+    tries: list[int] = []
+
+    async def attempt() -> str:
+        tries.append(len(tries) + 1)
+        if len(tries) == 1:
+            raise error("deadlock detected")
+        return "done"
+
+    assert await outlasting("test", attempt, first=0.001, cap=0.002) == "done"
+    assert tries == [1, 2]
+
+
 @pytest.mark.parametrize("error", BUGS, ids=lambda v: type(v).__name__)
 async def test_the_worker_does_not_retry_a_bug(error: BaseException) -> None:
     tries = 0
@@ -138,3 +159,37 @@ def test_a_loop_waits_out_outages_and_its_clients_own_try_again_errors_only() ->
     assert transient(KafkaConnectionError(), (KafkaError,))
     assert not transient(KafkaConnectionError())
     assert not transient(RuntimeError("a plain bug"), (KafkaError,))
+
+
+class _Conn:
+    def __init__(self, closed: bool) -> None:
+        self.closed = closed
+
+    def is_closed(self) -> bool:
+        return self.closed
+
+
+class _Pool:
+    def __init__(self, conn: _Conn) -> None:
+        self.conn = conn
+
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[_Conn]:
+        yield self.conn
+
+
+@pytest.mark.parametrize("closed", [True, False])
+async def test_a_connection_killed_mid_operation_is_an_outage_not_a_bug(closed: bool) -> None:
+    """What a PostgreSQL restart did to a projection in CI: asyncpg said "another operation
+    is in progress" on the connection it was killing, and the agent crashed, losing its batch.
+    On a closed connection that is an outage (waited out); on an open one it stays a bug."""
+
+    async def work(conn: _Conn) -> None:
+        raise pg.InternalClientError(
+            "cannot switch to state 15; another operation (2) is in progress"
+        )
+
+    with pytest.raises(Exception) as raised:
+        await on_connection(_Pool(_Conn(closed)), work)
+    assert isinstance(raised.value, pg.InternalClientError) is not closed
+    assert (unavailable_dependency(raised.value) == "postgres") is closed
