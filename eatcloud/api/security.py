@@ -274,10 +274,15 @@ class Authenticator:
 
     async def suspend(self, user_id: str) -> None:
         """Revoke every session of the account, and open none until ``reactivate``."""
+        await self._bar(user_id, "suspended")
+
+    async def _bar(self, user_id: str, flag: str) -> None:
+        """Revoke every session of the account (its generation moves on) and set ``flag`` on
+        its standing, which ``open_session.lua`` refuses to open a session under."""
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.hincrby(self._standing(user_id), "generation", 1)
-                pipe.hset(self._standing(user_id), mapping={"suspended": "1"})
+                pipe.hset(self._standing(user_id), mapping={flag: "1"})
                 await pipe.execute()
         except RedisError as exc:
             raise InfrastructureError(f"session store: {exc}") from exc
@@ -297,13 +302,7 @@ class Authenticator:
 
     async def close_account(self, user_id: str) -> None:
         """Revoke every session of a deleted account, and open none ever again."""
-        try:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hincrby(self._standing(user_id), "generation", 1)
-                pipe.hset(self._standing(user_id), mapping={"deleted": "1"})
-                await pipe.execute()
-        except RedisError as exc:
-            raise InfrastructureError(f"session store: {exc}") from exc
+        await self._bar(user_id, "deleted")
 
     async def reactivate(self, user_id: str) -> None:
         """Let the account log in again (its sessions from before stay revoked)."""

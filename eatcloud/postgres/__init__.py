@@ -7,12 +7,22 @@ publishes the outbox; its projections write the read models (``order_view`` and 
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import asyncpg
 import orjson
 
 from eatcloud.settings import PostgresSettings
+
+
+def uuid_or_none(value: str) -> uuid.UUID | None:
+    """An id as a UUID, or None: an id that is no UUID names nothing (the API keeps ids it
+    cannot read as UUIDs as they came, ``api.deps.canonical_id``, and answers 404)."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
 
 
 async def _init_connection(conn: Any) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from eatcloud.errors import Conflict
+from eatcloud.postgres import uuid_or_none
 
 MAX_ADDRESSES = 20
 
@@ -56,14 +57,6 @@ def _address(row: Any) -> Address:
     return Address(**{**dict(row), "id": str(row["id"])})
 
 
-def _key(value: str) -> uuid.UUID | None:
-    """The id as a UUID, or None (an id that is no UUID names nothing)."""
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
-
-
 @asynccontextmanager
 async def _book(pool: Any, customer_id: str) -> AsyncIterator[Any]:
     """A connection in a transaction holding the customer's address book (its users row)."""
@@ -85,7 +78,7 @@ async def addresses_of(pool: Any, customer_id: str) -> list[Address]:
 async def delivery_point(pool: Any, customer_id: str, address_id: str) -> DeliveryPoint | None:
     """The text and point of one of the customer's own addresses; None for an address that is
     not theirs (or no address at all). Checkout uses it, and so can a delivery-radius check."""
-    key = _key(address_id)
+    key = uuid_or_none(address_id)
     row = (
         None
         if key is None
@@ -139,7 +132,7 @@ async def update(
 ) -> Address | None:
     """The address with the given fields changed (None: unchanged); None for no such address
     of the customer's."""
-    key = _key(address_id)
+    key = uuid_or_none(address_id)
     if key is None:
         return None
     lon_now, lat_now = "ST_X(location::geometry)", "ST_Y(location::geometry)"
@@ -161,7 +154,7 @@ async def update(
 async def remove(pool: Any, customer_id: str, address_id: str) -> bool:
     """Delete the address (the newest remaining one becomes the default if it was); False for
     no such address of the customer's."""
-    key = _key(address_id)
+    key = uuid_or_none(address_id)
     if key is None:
         return False
     async with _book(pool, customer_id) as conn:
@@ -182,7 +175,7 @@ async def remove(pool: Any, customer_id: str, address_id: str) -> bool:
 
 async def make_default(pool: Any, customer_id: str, address_id: str) -> Address | None:
     """The address, now the customer's default; None for no such address of the customer's."""
-    key = _key(address_id)
+    key = uuid_or_none(address_id)
     if key is None:
         return None
     async with _book(pool, customer_id) as conn:

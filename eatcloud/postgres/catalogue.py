@@ -10,7 +10,7 @@ import asyncpg
 
 from eatcloud.domain.hours import open_now
 from eatcloud.errors import Conflict, NotFound, Unprocessable
-from eatcloud.postgres import contains_pattern
+from eatcloud.postgres import contains_pattern, uuid_or_none
 from eatcloud.postgres.outbox import enqueue
 from eatcloud.store_rules import schedule_of
 from eatcloud.streams import records as r
@@ -23,10 +23,10 @@ _MENU_COLUMNS = """m.id, m.store_id, m.name, m.description, m.price, m.unlimited
 
 
 def _uuid(value: str, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError as exc:
-        raise NotFound(f"no such {what}") from exc
+    key = uuid_or_none(value)
+    if key is None:
+        raise NotFound(f"no such {what}")
+    return key
 
 
 async def _update(

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 
 from eatcloud.errors import Conflict
-from eatcloud.postgres import addresses, contains_pattern
+from eatcloud.postgres import addresses, contains_pattern, uuid_or_none
 
 DELETED_NAME = "Deleted user"
 # Stored in place of a deleted account's password hash: not an argon2 hash, so no password
@@ -68,14 +68,6 @@ def _account(row: Any) -> Account:
     return Account(**{**dict(row), "id": str(row["id"])})
 
 
-def _key(user_id: str) -> uuid.UUID | None:
-    """The id as a UUID, or None (an id that is no UUID names nobody)."""
-    try:
-        return uuid.UUID(user_id)
-    except ValueError:
-        return None
-
-
 async def create_user(pool: Any, email: str, password_hash: str, role: str, name: str) -> User:
     user_id = uuid.uuid4()
     try:
@@ -100,7 +92,7 @@ async def user_by_email(pool: Any, email: str) -> User | None:
 
 async def user_by_id(pool: Any, user_id: str) -> User | None:
     """The user, or None (an id that is no UUID names nobody)."""
-    key = _key(user_id)
+    key = uuid_or_none(user_id)
     row = None if key is None else await pool.fetchrow("SELECT * FROM users WHERE id = $1", key)
     return None if row is None else _user(row)
 
@@ -118,7 +110,7 @@ async def replace_password_hash(pool: Any, user_id: str, old: str, new: str) -> 
 
 async def password_hash_of(pool: Any, user_id: str) -> str | None:
     """The account's password hash as stored now (None for no such account)."""
-    key = _key(user_id)
+    key = uuid_or_none(user_id)
     found: str | None = (
         None
         if key is None
@@ -187,7 +179,7 @@ async def reactivate(pool: Any, user_id: str) -> Account | None:
 
 async def _one(pool: Any, sql: str, user_id: str, *args: Any) -> Account | None:
     """The account row that ``sql`` (with the id as $1) answers, or None."""
-    key = _key(user_id)
+    key = uuid_or_none(user_id)
     row = None if key is None else await pool.fetchrow(sql, key, *args)
     return None if row is None else _account(row)
 
@@ -197,7 +189,7 @@ async def update_profile(
 ) -> User | None:
     """The user with a new name and/or e-mail (None: unchanged); ``EmailTaken`` when another
     account has the e-mail; None for no such (or a deleted) account."""
-    key = _key(user_id)
+    key = uuid_or_none(user_id)
     if key is None:
         return None
     try:

@@ -73,6 +73,20 @@ async def api_on(db: Settings) -> AsyncIterator[Api]:
             await services.close()
 
 
+async def add_menu(
+    api: Api, store_id: object, manager: dict[str, str], **fields: Any
+) -> dict[str, Any]:
+    """A new menu of the manager's store (``fields`` over a default name and price)."""
+    made = await api.client.post(
+        f"/api/v1/stores/{store_id}/menus",
+        json={"name": "Tteokbokki", "price": 4_000, **fields},
+        headers=bearer(manager["access_token"]),
+    )
+    assert made.status_code == 201, made.text
+    menu: dict[str, Any] = made.json()
+    return menu
+
+
 async def approved_store(
     api: Api,
     manager: dict[str, str],

@@ -13,7 +13,7 @@ import pytest
 from eatcloud.locks import gate
 from eatcloud.settings import Settings
 from eatcloud.streams import records as r
-from tests.integration.api_harness import Api, approved_store, bearer, metric, running_api
+from tests.integration.api_harness import Api, add_menu, approved_store, bearer, metric, running_api
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +27,10 @@ async def shop(api: Api) -> dict[str, Any]:
     """An approved store with two menus, its manager and an admin."""
     manager, admin = await api.account("MANAGER"), await api.account("ADMIN")
     store = await approved_store(api, manager, admin, name=f"Shop {uuid.uuid4().hex[:4]}")
-    menus = []
-    for name, price in (("Bibimbap", 9_000), ("Mandu", 5_500)):
-        made = await api.client.post(
-            f"/api/v1/stores/{store['id']}/menus",
-            json={"name": name, "price": price},
-            headers=bearer(manager["access_token"]),
-        )
-        menus.append(made.json())
+    menus = [
+        await add_menu(api, store["id"], manager, name=name, price=price)
+        for name, price in (("Bibimbap", 9_000), ("Mandu", 5_500))
+    ]
     return {"store": store, "menus": menus, "manager": manager}
 
 

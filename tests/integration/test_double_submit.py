@@ -17,7 +17,7 @@ import pytest
 from eatcloud.checkout import CheckoutRequest
 from eatcloud.locks import double_submit
 from eatcloud.settings import Settings
-from tests.integration.api_harness import Api, api_on, approved_store, bearer, running_api
+from tests.integration.api_harness import Api, add_menu, api_on, approved_store, bearer, running_api
 from tests.integration.databases import fresh_database
 from tests.integration.test_dependency_outages import PrivateRedis, assert_unavailable
 
@@ -50,15 +50,10 @@ async def shop(api: Api) -> dict[str, Any]:
     """An approved store with two menus."""
     manager, admin = await api.account("MANAGER"), await api.account("ADMIN")
     store = await approved_store(api, manager, admin, name=f"Click {uuid.uuid4().hex[:4]}")
-    menus = []
-    for name, price in (("Bibimbap", 9_000), ("Mandu", 5_500)):
-        made = await api.client.post(
-            f"/api/v1/stores/{store['id']}/menus",
-            json={"name": name, "price": price},
-            headers=bearer(manager["access_token"]),
-        )
-        assert made.status_code == 201, made.text
-        menus.append(made.json()["id"])
+    menus = [
+        (await add_menu(api, store["id"], manager, name=name, price=price))["id"]
+        for name, price in (("Bibimbap", 9_000), ("Mandu", 5_500))
+    ]
     return {"store": str(store["id"]), "menus": menus}
 
 

@@ -15,7 +15,7 @@ import pytest
 from eatcloud.locks import gate
 from eatcloud.settings import Settings
 from eatcloud.streams import records as r
-from tests.integration.api_harness import Api, approved_store, bearer, running_api
+from tests.integration.api_harness import Api, add_menu, approved_store, bearer, running_api
 
 SIZE = {
     "name": "Size",
@@ -50,13 +50,7 @@ async def shop(api: Api) -> dict[str, Any]:
 
 
 async def _menu(api: Api, shop: dict[str, Any], **fields: Any) -> dict[str, Any]:
-    made = await api.client.post(
-        f"/api/v1/stores/{shop['store']['id']}/menus",
-        json={"name": "Tteokbokki", "price": 8_000, **fields},
-        headers=bearer(shop["manager"]["access_token"]),
-    )
-    assert made.status_code == 201, made.text
-    return dict(made.json())
+    return await add_menu(api, shop["store"]["id"], shop["manager"], **{"price": 8_000, **fields})
 
 
 def _choice(menu: dict[str, Any], name: str) -> str:

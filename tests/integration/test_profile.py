@@ -13,7 +13,14 @@ import pytest
 
 from eatcloud.postgres import addresses
 from eatcloud.settings import Settings
-from tests.integration.api_harness import PASSWORD, Api, approved_store, bearer, running_api
+from tests.integration.api_harness import (
+    PASSWORD,
+    Api,
+    add_menu,
+    approved_store,
+    bearer,
+    running_api,
+)
 
 NEW_PASSWORD = "a brand new passphrase"
 
@@ -28,12 +35,8 @@ async def api(settings: Settings) -> AsyncIterator[Api]:
 async def shop(api: Api) -> dict[str, Any]:
     manager, admin = await api.account("MANAGER"), await api.account("ADMIN")
     store = await approved_store(api, manager, admin, name=f"Profile {uuid.uuid4().hex[:4]}")
-    menu = await api.client.post(
-        f"/api/v1/stores/{store['id']}/menus",
-        json={"name": "Tteokbokki", "price": 4_000},
-        headers=bearer(manager["access_token"]),
-    )
-    return {"store": store["id"], "menu": menu.json()["id"], "manager": manager, "admin": admin}
+    menu = await add_menu(api, store["id"], manager)
+    return {"store": store["id"], "menu": menu["id"], "manager": manager, "admin": admin}
 
 
 async def login(api: Api, email: str, password: str = PASSWORD) -> httpx.Response:
