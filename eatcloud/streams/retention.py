@@ -13,6 +13,8 @@ history too: it keeps one record per key, and these topics are keyed by order, s
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -27,6 +29,7 @@ KEEP_FOREVER = t.KEEP_FOREVER
 EVENT_LOG = t.EVENT_LOG
 _DYNAMIC_TOPIC_CONFIG = 1  # DescribeConfigs' config_source for a setting made on the topic
 _UNKNOWN_TOPIC = 3
+_APPLIED_WITHIN = 30.0  # seconds a broker may take to show a change its controller accepted
 
 
 class HistoryAtRisk(RuntimeError):
@@ -47,6 +50,14 @@ async def _describe(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, l
     return found
 
 
+def _unkept(entries: list[Any]) -> dict[str, Any]:
+    """The settings among a topic's config entries that differ from ``KEEP_FOREVER``."""
+    values = {entry[0]: entry[1] for entry in entries}
+    return {
+        key: values.get(key) for key, wanted in KEEP_FOREVER.items() if values.get(key) != wanted
+    }
+
+
 def _admin(settings: Settings) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(**client_options(settings.kafka))
 
@@ -63,10 +74,8 @@ async def problems(settings: Settings) -> list[str]:
         await admin.close()
     found = []
     for name, entries in described.items():
-        values = {entry[0]: entry[1] for entry in entries}
-        for key, wanted in KEEP_FOREVER.items():
-            if values.get(key) != wanted:
-                found.append(f"{name}: {key}={values.get(key)} (must be {wanted})")
+        for key, value in _unkept(entries).items():
+            found.append(f"{name}: {key}={value} (must be {KEEP_FOREVER[key]})")
     return found
 
 
@@ -92,9 +101,30 @@ async def keep_history(settings: Settings) -> list[str]:
                 for error, message, _, name in response.resources:
                     if error:
                         raise HistoryAtRisk(f"cannot change the settings of {name}: {message}")
+            await _until_applied(admin, changed)
         return changed
     finally:
         await admin.close()
+
+
+async def _until_applied(admin: AIOKafkaAdminClient, names: list[str]) -> None:
+    """Wait until the broker describes ``KEEP_FOREVER`` on every topic in ``names``.
+
+    In KRaft mode the controller accepts the change and the brokers apply it from the metadata
+    log a moment later; a describe in between still shows the old retention (seen in a CI run),
+    and a worker started at once would refuse the log it was just told is fixed."""
+    deadline = time.monotonic() + _APPLIED_WITHIN
+    while True:
+        described = await _describe(admin, names)
+        pending = [name for name in names if _unkept(described.get(name, []))]
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise HistoryAtRisk(
+                f"the broker accepted the change but still shows the old settings on "
+                f"{', '.join(pending)} after {_APPLIED_WITHIN:.0f} s; run the command again"
+            )
+        await asyncio.sleep(0.2)
 
 
 async def create_event_log(settings: Settings) -> list[str]:
